@@ -1,0 +1,42 @@
+package failure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	base := errors.New("boom")
+	tests := []struct {
+		name      string
+		err       error
+		permanent bool
+		reason    string
+	}{
+		{"plain is transient", base, false, "error"},
+		{"permanent", Permanent("malformed_mail", base), true, "malformed_mail"},
+		{"wrapped permanent", fmt.Errorf("ctx: %w", Permanent("s3_not_found", base)), true, "s3_not_found"},
+		{"transient", Transient("s3_timeout", base), false, "s3_timeout"},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), false, "timeout"},
+		{"canceled", context.Canceled, false, "canceled"},
+		{"formatted", Permanentf("bad", "x=%d", 1), true, "bad"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IsPermanent(tt.err); got != tt.permanent {
+				t.Errorf("IsPermanent = %v, want %v", got, tt.permanent)
+			}
+			if got := ReasonOf(tt.err); got != tt.reason {
+				t.Errorf("ReasonOf = %q, want %q", got, tt.reason)
+			}
+		})
+	}
+	if IsPermanent(nil) {
+		t.Error("nil must not be permanent")
+	}
+	if !errors.Is(Permanent("x", base), base) {
+		t.Error("Unwrap lost the cause")
+	}
+}
