@@ -1,0 +1,87 @@
+package admin
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailrelay/mailrelay/spool"
+)
+
+type fakeStore struct {
+	dead     []spool.DeadLetter
+	redriven []string
+}
+
+func (f *fakeStore) DeadLetters(limit int) ([]spool.DeadLetter, error) {
+	return f.dead[:min(limit, len(f.dead))], nil
+}
+
+func (f *fakeStore) Redrive(ids ...string) (int, error) {
+	if len(ids) == 0 {
+		n := len(f.dead)
+		for _, d := range f.dead {
+			f.redriven = append(f.redriven, d.ID)
+		}
+		f.dead = nil
+		return n, nil
+	}
+	for _, id := range ids {
+		i := slices.IndexFunc(f.dead, func(d spool.DeadLetter) bool { return d.ID == id })
+		if i < 0 {
+			return 0, spool.ErrNotFound
+		}
+		f.redriven = append(f.redriven, id)
+		f.dead = slices.Delete(f.dead, i, i+1)
+	}
+	return len(ids), nil
+}
+
+func TestListAndRedrive(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	fs := &fakeStore{dead: []spool.DeadLetter{
+		{Entry: spool.Entry{ID: "a", Payload: []byte("xyz"), Attempts: 2}, Reason: "malformed_mail: no header", DeadAt: now},
+		{Entry: spool.Entry{ID: "b"}, Reason: "ses_rejected", DeadAt: now},
+		{Entry: spool.Entry{ID: "c"}, Reason: "ses_rejected", DeadAt: now},
+	}}
+	srv := httptest.NewServer(Handler(fs, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	ctx := context.Background()
+
+	items, err := c.List(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 || items[0].ID != "a" || items[0].Bytes != 3 || !strings.HasPrefix(items[0].Reason, "malformed_mail") {
+		t.Fatalf("list = %+v", items)
+	}
+	if n, err := c.Redrive(ctx, []string{"b"}, false); err != nil || n != 1 {
+		t.Fatalf("redrive b = %d, %v", n, err)
+	}
+	if _, err := c.Redrive(ctx, []string{"zzz"}, false); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("unknown id: %v", err)
+	}
+	if _, err := c.Redrive(ctx, nil, false); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("neither ids nor all: %v", err)
+	}
+	if n, err := c.Redrive(ctx, nil, true); err != nil || n != 2 {
+		t.Fatalf("redrive all = %d, %v", n, err)
+	}
+	if !slices.Equal(fs.redriven, []string{"b", "a", "c"}) {
+		t.Errorf("redriven %q", fs.redriven)
+	}
+	resp, err := http.Get(srv.URL + "/deadletters?limit=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad limit = %d", resp.StatusCode)
+	}
+}
