@@ -85,8 +85,12 @@ func TestVerify(t *testing.T) {
 		perm   bool
 		mutate func(m *sns.Message)
 	}{
-		{name: "v1 notification", body: func() []byte { return signer.Notification(topic, "id-1", "Amazon SES Email Receipt Notification", `{"a":1}`, "1") }},
-		{name: "v2 notification", body: func() []byte { return signer.Notification(topic, "id-2", "subject", "body\nwith \"quotes\" and ünïcode", "2") }},
+		{name: "v1 notification", body: func() []byte {
+			return signer.Notification(topic, "id-1", "Amazon SES Email Receipt Notification", `{"a":1}`, "1")
+		}},
+		{name: "v2 notification", body: func() []byte {
+			return signer.Notification(topic, "id-2", "subject", "body\nwith \"quotes\" and ünïcode", "2")
+		}},
 		{name: "v1 without subject", body: func() []byte { return signer.Notification(topic, "id-3", "", "x", "1") }},
 		{name: "v2 subscription confirmation", body: func() []byte {
 			return signer.Body(signer.Confirmation(sns.TypeSubscriptionConfirmation, topic, "http://127.0.0.1/confirm"), "2")
