@@ -1,0 +1,108 @@
+package rewrite
+
+import (
+	"errors"
+	"mime"
+	"strings"
+	"unicode"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // RFC 2047 words in any common charset
+	"github.com/emersion/go-message/mail"
+)
+
+// ParseAddress parses the value of an original From field and returns its
+// first mailbox: the display name (RFC 2047 encoded words decoded, in any
+// charset go-message knows; sanitised like the display names Rewrite
+// writes) and the addr-spec. A From field may list several mailboxes
+// (RFC 5322 3.6.2); the others are ignored here.
+func ParseAddress(s string) (name, addr string, err error) {
+	addrs, err := mail.ParseAddressList(s)
+	if err != nil {
+		return "", "", err
+	}
+	if len(addrs) == 0 {
+		return "", "", errors.New("no mailbox in address list")
+	}
+	return sanitize(addrs[0].Name, 0), addrs[0].Address, nil
+}
+
+// decodeWords decodes RFC 2047 encoded words in unstructured text, for a
+// From field that does not parse as an address. On error it returns s.
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	dec := mime.WordDecoder{CharsetReader: message.CharsetReader}
+	d, err := dec.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// sanitize makes s safe and tidy as a display name: control characters
+// (C0 including NUL, DEL, C1) and format characters (bidi overrides and
+// isolates, zero-width space, BOM, ...; the zero-width joiner of emoji
+// sequences excepted) are removed; every kind of white space, CR, LF, tab,
+// U+2028 and U+2029 included, becomes one space between words; invalid
+// UTF-8 becomes U+FFFD. With maxRunes > 0 the result is cut to that many
+// runes and ends in "…".
+func sanitize(s string, maxRunes int) string {
+	if cleanASCII(s, maxRunes) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	n := 0
+	space := false
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+			continue
+		case unicode.IsControl(r), unicode.Is(unicode.Cf, r) && r != '\u200d':
+			continue
+		}
+		if maxRunes > 0 && n+boolInt(space) >= maxRunes {
+			b.WriteRune('…')
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// cleanASCII reports whether s is already sanitised: printable ASCII, no
+// leading, trailing or double spaces, and short enough.
+func cleanASCII(s string, maxRunes int) bool {
+	if maxRunes > 0 && len(s) > maxRunes {
+		return false
+	}
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c >= 0x7f || c == ' ' && s[i-1] == ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
