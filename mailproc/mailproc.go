@@ -1,0 +1,327 @@
+// Package mailproc is the relay's bounded worker pool. Each worker takes a
+// due notification from the spool and carries it through
+//
+//	fetch (S3 or inline) → receipt verdicts → route (aliases) → rewrite →
+//	send (SES) → mark sent → delete the S3 object → complete
+//
+// Transient failures go back to the spool with exponential backoff and
+// jitter; permanent ones are dead-lettered with their reason. Everything the
+// pool needs from the outside is a small interface defined here, so that the
+// alias store, the intake and the sender can be replaced without touching it.
+// It knows nothing of HTTP, SNS or the AWS SDK.
+package mailproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/mailrelay/mailrelay/aliases"
+	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/telemetry"
+)
+
+// Queue is where work comes from and where its outcome is recorded
+// (implemented by *spool.Spool).
+type Queue interface {
+	Next(ctx context.Context) (spool.Entry, error)
+	MarkSent(id, key, sesMessageID string) error
+	Retry(id string, at time.Time, reason string) error
+	Release(id string)
+	Complete(id string) error
+	DeadLetter(id, reason string) error
+}
+
+// Store holds the raw mail SES received (S3).
+type Store interface {
+	Get(ctx context.Context, bucket, key string) ([]byte, error)
+	Delete(ctx context.Context, bucket, key string) error
+}
+
+// Sender hands a rewritten mail to the outbound service (SES).
+type Sender interface {
+	SendRaw(ctx context.Context, from string, destinations []string, raw []byte) (messageID string, err error)
+}
+
+// Resolver maps a recipient to its alias and destinations. It returns
+// aliases.ErrNotOurDomain or aliases.ErrUnknownAlias for mail that has
+// nowhere to go.
+type Resolver interface {
+	Resolve(ctx context.Context, address string) (aliases.Route, error)
+}
+
+// Policy says which receipt verdicts drop a mail and what else to do.
+type Policy struct {
+	DropSpam          bool
+	DropVirus         bool
+	DropDMARCReject   bool
+	DeadLetterUnknown bool // dead-letter mail with no known recipient instead of dropping it
+	DeleteObjects     bool // delete the S3 object once a mail is finished
+	MaxMessageBytes   int64
+	DisplaySuffix     string
+}
+
+// Config configures a Pool.
+type Config struct {
+	Workers int
+	Queue   Queue
+	Store   Store
+	Sender  Sender
+	Aliases Resolver
+	Policy  Policy
+
+	// Attempt bounds one processing attempt (fetch + all sends).
+	AttemptTimeout time.Duration
+	// RetryMin, RetryMax: exponential backoff bounds (full jitter).
+	RetryMin, RetryMax time.Duration
+	// RetryMaxAge: a message failing for longer is dead-lettered.
+	RetryMaxAge time.Duration
+	// InFlightBytes bounds the raw mail bytes held by all workers at once.
+	InFlightBytes int64
+
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Pool runs the workers.
+type Pool struct {
+	cfg    Config
+	budget *byteBudget
+	wg     sync.WaitGroup
+	stop   context.CancelFunc
+	log    *slog.Logger
+}
+
+// New validates cfg and returns a pool that is not yet running.
+func New(cfg Config) (*Pool, error) {
+	if cfg.Queue == nil || cfg.Store == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
+		return nil, errors.New("mailproc: Queue, Store, Sender, Aliases and Metrics are required")
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 2 * time.Minute
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 2 * time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = cfg.RetryMin
+	}
+	if cfg.RetryMaxAge <= 0 {
+		cfg.RetryMaxAge = 24 * time.Hour
+	}
+	if cfg.Policy.MaxMessageBytes <= 0 {
+		cfg.Policy.MaxMessageBytes = 10 << 20
+	}
+	if cfg.InFlightBytes < cfg.Policy.MaxMessageBytes {
+		cfg.InFlightBytes = cfg.Policy.MaxMessageBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger}, nil
+}
+
+// Start launches the workers. They take new work until Stop; work in
+// progress runs under ctx (cancel it to abandon work, which then stays in
+// the spool).
+func (p *Pool) Start(ctx context.Context) {
+	takeCtx, stop := context.WithCancel(ctx)
+	p.stop = stop
+	for i := 0; i < p.cfg.Workers; i++ {
+		p.wg.Add(1)
+		go p.worker(takeCtx, ctx)
+	}
+}
+
+// Stop makes the workers take no new work and waits until those in progress
+// finish, or until ctx ends (then the work context given to Start should be
+// canceled by the caller so they return; unfinished entries stay spooled).
+func (p *Pool) Stop(ctx context.Context) error {
+	if p.stop != nil {
+		p.stop()
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Wait waits for every worker to return.
+func (p *Pool) Wait() { p.wg.Wait() }
+
+func (p *Pool) worker(takeCtx, workCtx context.Context) {
+	defer p.wg.Done()
+	for {
+		e, err := p.cfg.Queue.Next(takeCtx)
+		if err != nil {
+			if takeCtx.Err() != nil || errors.Is(err, spool.ErrClosed) {
+				return
+			}
+			p.log.Error("spool next failed", "err", err)
+			select {
+			case <-takeCtx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		p.handle(workCtx, e)
+	}
+}
+
+// handle runs one attempt and records its outcome in the queue.
+func (p *Pool) handle(ctx context.Context, e spool.Entry) {
+	start := p.cfg.Now()
+	log := p.log.With("sns_message_id", e.ID, "attempt", e.Attempts+1)
+	var res result
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				p.cfg.Metrics.Panics.WithLabelValues("mailproc").Inc()
+				log.Error("panic while processing", "panic", r, "stack", string(debug.Stack()))
+				res = result{err: failure.Transient("panic", fmt.Errorf("panic: %v", r))}
+			}
+		}()
+		actx, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
+		defer cancel()
+		res = p.process(actx, e, log)
+	}()
+	p.cfg.Metrics.ProcessDuration.Observe(p.cfg.Now().Sub(start).Seconds())
+	p.settle(ctx, e, res, log)
+}
+
+// settle records the outcome of an attempt.
+func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.Logger) {
+	m := p.cfg.Metrics.Messages
+	q := p.cfg.Queue
+	if res.sesID != "" {
+		log = log.With("ses_message_id", res.sesID)
+	}
+	switch {
+	case res.err == nil:
+		if err := q.Complete(e.ID); err != nil {
+			// Stays pending; the next attempt finds every copy marked sent.
+			log.Error("spool complete failed", "err", err)
+			q.Release(e.ID)
+			return
+		}
+		if res.outcome != "" {
+			m.WithLabelValues(res.outcome, res.reason).Inc()
+		}
+		for _, reason := range res.dropped {
+			m.WithLabelValues(telemetry.MsgDropped, reason).Inc()
+		}
+		log.Info("finished", "outcome", res.outcome, "reason", res.reason, "sent", res.sent, "dropped", res.dropped)
+
+	case ctx.Err() != nil && !failure.IsPermanent(res.err):
+		// Shutting down: leave the entry for the next start, no attempt used.
+		q.Release(e.ID)
+		log.Info("left in spool at shutdown", "err", res.err)
+
+	case failure.IsPermanent(res.err):
+		reason := failure.ReasonOf(res.err)
+		if err := q.DeadLetter(e.ID, reason+": "+res.err.Error()); err != nil {
+			log.Error("dead-letter failed", "err", err)
+			q.Release(e.ID)
+			return
+		}
+		m.WithLabelValues(telemetry.MsgDeadLettered, reason).Inc()
+		log.Warn("dead-lettered", "reason", reason, "err", res.err)
+
+	default:
+		reason := failure.ReasonOf(res.err)
+		if p.cfg.Now().Sub(e.EnqueuedAt) > p.cfg.RetryMaxAge {
+			if err := q.DeadLetter(e.ID, "retries_exhausted: "+reason+": "+res.err.Error()); err != nil {
+				log.Error("dead-letter failed", "err", err)
+				q.Release(e.ID)
+				return
+			}
+			m.WithLabelValues(telemetry.MsgDeadLettered, "retries_exhausted").Inc()
+			log.Warn("dead-lettered after retrying too long", "reason", reason, "err", res.err)
+			return
+		}
+		at := p.cfg.Now().Add(p.backoff(e.Attempts))
+		if err := q.Retry(e.ID, at, reason+": "+res.err.Error()); err != nil {
+			log.Error("spool retry failed", "err", err)
+			q.Release(e.ID)
+			return
+		}
+		m.WithLabelValues(telemetry.MsgRetried, reason).Inc()
+		log.Warn("will retry", "reason", reason, "err", res.err, "at", at)
+	}
+}
+
+// backoff is exponential from RetryMin, capped at RetryMax, with full
+// jitter over the upper half so retries of many messages spread out.
+func (p *Pool) backoff(attempts int) time.Duration {
+	d := p.cfg.RetryMin
+	for i := 0; i < attempts && d < p.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, p.cfg.RetryMax)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// byteBudget is a weighted semaphore bounding raw mail held in memory.
+type byteBudget struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	limit int64
+	used  int64
+	gauge interface{ Set(float64) }
+}
+
+func newByteBudget(limit int64, gauge interface{ Set(float64) }) *byteBudget {
+	b := &byteBudget{limit: limit, gauge: gauge}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits for n bytes of budget; n is at most the limit.
+func (b *byteBudget) acquire(ctx context.Context, n int64) error {
+	n = min(n, b.limit)
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used+n > b.limit {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.cond.Wait()
+	}
+	b.used += n
+	b.gauge.Set(float64(b.used))
+	return nil
+}
+
+func (b *byteBudget) release(n int64) {
+	n = min(n, b.limit)
+	b.mu.Lock()
+	b.used -= n
+	b.gauge.Set(float64(b.used))
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}

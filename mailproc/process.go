@@ -1,0 +1,226 @@
+package mailproc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/mailrelay/mailrelay/aliases"
+	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/rewrite"
+	"github.com/mailrelay/mailrelay/sesnotify"
+	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/telemetry"
+)
+
+// result is the outcome of one attempt.
+type result struct {
+	outcome string // telemetry.Msg* when err is nil
+	reason  string
+	sent    int      // copies sent in this attempt
+	dropped []string // reasons of recipients dropped (counted once the mail is finished)
+	sesID   string   // SES message id of the received mail, for logs
+	err     error
+}
+
+// group is one copy to send: an alias and where it forwards.
+type group struct {
+	alias     string
+	forwardTo []string
+}
+
+// key identifies the copy in the spool's sent-record.
+func (g group) key() string { return g.alias + ">" + strings.Join(g.forwardTo, ",") }
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
+	n, err := sesnotify.Parse(e.Payload)
+	if err != nil {
+		return result{err: failure.Permanent("malformed_notification", err)}
+	}
+	res := result{sesID: n.Mail.MessageID}
+	switch n.NotificationType {
+	case "Received":
+		if n.Receipt == nil {
+			res.err = failure.Permanentf("malformed_notification", "Received notification without receipt")
+			return res
+		}
+	case "Bounce", "Complaint":
+		// Kept for the feedback handler to come: nothing is lost, an
+		// operator can list and redrive them.
+		res.err = failure.Permanentf("feedback_"+strings.ToLower(n.NotificationType), "%s notification stored for feedback handling", n.NotificationType)
+		return res
+	default:
+		res.err = failure.Permanentf("unknown_notification", "notificationType %q", n.NotificationType)
+		return res
+	}
+
+	if reason := p.verdict(n); reason != "" {
+		p.cleanup(ctx, n, log)
+		res.outcome, res.reason = telemetry.MsgDropped, reason
+		return res
+	}
+
+	groups, dropped, err := p.route(ctx, n.Receipt.Recipients)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	res.dropped = dropped
+	if len(groups) == 0 {
+		if p.cfg.Policy.DeadLetterUnknown {
+			res.dropped = nil
+			res.err = failure.Permanentf("unknown_alias", "no known alias among recipients %q", n.Receipt.Recipients)
+			return res
+		}
+		p.cleanup(ctx, n, log)
+		// Each dropped recipient is counted (no message-level count on top).
+		if len(res.dropped) == 0 {
+			res.dropped = []string{"no_recipient"}
+		}
+		return res
+	}
+
+	reserve := 2 * p.cfg.Policy.MaxMessageBytes // raw mail + one rewritten copy
+	if err := p.budget.acquire(ctx, reserve); err != nil {
+		res.err = failure.Transient("shutdown", err)
+		return res
+	}
+	defer func() { p.budget.release(reserve) }()
+
+	raw, err := p.fetch(ctx, n)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if int64(len(raw)) > p.cfg.Policy.MaxMessageBytes {
+		res.err = failure.Permanentf("message_too_large", "mail is %d bytes, limit %d", len(raw), p.cfg.Policy.MaxMessageBytes)
+		return res
+	}
+	// Give back what this mail does not need.
+	if need := 2*int64(len(raw)) + 64<<10; need < reserve {
+		p.budget.release(reserve - need)
+		reserve = need
+	}
+
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 1<<20 { // do not pin large buffers
+			buf.Reset()
+			bufPool.Put(buf)
+		}
+	}()
+	for _, g := range groups {
+		key := g.key()
+		if _, done := e.Sent[key]; done {
+			continue // sent by an earlier attempt
+		}
+		buf.Reset()
+		if _, err := rewrite.Rewrite(buf, bytes.NewReader(raw), rewrite.Params{
+			Alias:         g.alias,
+			DisplaySuffix: p.cfg.Policy.DisplaySuffix,
+		}); err != nil {
+			res.err = err
+			return res
+		}
+		id, err := p.cfg.Sender.SendRaw(ctx, g.alias, g.forwardTo, buf.Bytes())
+		if err != nil {
+			res.err = fmt.Errorf("send as %s: %w", g.alias, err)
+			return res
+		}
+		res.sent++
+		log.Info("sent", "alias", g.alias, "destinations", len(g.forwardTo), "ses_message_id", n.Mail.MessageID, "ses_sent_id", id)
+		if err := p.cfg.Queue.MarkSent(e.ID, key, id); err != nil {
+			// The copy went out but the record did not stick: a retry may
+			// send it again. Say so loudly; this is the duplicate window.
+			log.Error("recording a sent copy failed", "err", err, "key", key)
+			res.err = failure.Transient("spool_write", err)
+			return res
+		}
+	}
+	p.cleanup(ctx, n, log)
+	res.outcome, res.reason = telemetry.MsgForwarded, "ok"
+	return res
+}
+
+// verdict returns a drop reason per the policy, or "".
+func (p *Pool) verdict(n *sesnotify.Notification) string {
+	r := n.Receipt
+	pol := p.cfg.Policy
+	switch {
+	case pol.DropVirus && strings.EqualFold(r.VirusVerdict.Status, "FAIL"):
+		return "virus"
+	case pol.DropSpam && strings.EqualFold(r.SpamVerdict.Status, "FAIL"):
+		return "spam"
+	case pol.DropDMARCReject && strings.EqualFold(r.DMARCVerdict.Status, "FAIL") && strings.EqualFold(r.DMARCPolicy, "reject"):
+		return "dmarc_reject"
+	}
+	return ""
+}
+
+// route resolves each recipient and groups them into copies, one per alias.
+func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []string, error) {
+	var groups []group
+	var dropped []string
+	seen := map[string]bool{}
+	for _, rcpt := range recipients {
+		r, err := p.cfg.Aliases.Resolve(ctx, rcpt)
+		switch {
+		case errors.Is(err, aliases.ErrNotOurDomain):
+			dropped = append(dropped, "not_our_domain")
+			continue
+		case errors.Is(err, aliases.ErrUnknownAlias):
+			dropped = append(dropped, "unknown_alias")
+			continue
+		case err != nil:
+			return nil, nil, failure.Transient("alias_lookup", err)
+		}
+		if seen[r.Alias] {
+			continue
+		}
+		seen[r.Alias] = true
+		fw := slices.Clone(r.ForwardTo)
+		slices.Sort(fw)
+		groups = append(groups, group{alias: r.Alias, forwardTo: slices.Compact(fw)})
+	}
+	return groups, dropped, nil
+}
+
+// fetch returns the raw mail: inline content, or the S3 object.
+func (p *Pool) fetch(ctx context.Context, n *sesnotify.Notification) ([]byte, error) {
+	if data, ok, err := n.InlineContent(); err != nil {
+		return nil, failure.Permanent("malformed_notification", err)
+	} else if ok {
+		return data, nil
+	}
+	a := n.Receipt.Action
+	if strings.EqualFold(a.Type, "S3") && a.BucketName != "" && a.ObjectKey != "" {
+		raw, err := p.cfg.Store.Get(ctx, a.BucketName, a.ObjectKey)
+		if err != nil {
+			return nil, fmt.Errorf("fetch s3://%s/%s: %w", a.BucketName, a.ObjectKey, err)
+		}
+		return raw, nil
+	}
+	return nil, failure.Permanentf("no_content", "notification has neither content nor an S3 action (action %q)", a.Type)
+}
+
+// cleanup deletes the S3 object of a finished mail. A failure is logged and
+// left to the bucket's lifecycle expiry: the mail itself is done.
+func (p *Pool) cleanup(ctx context.Context, n *sesnotify.Notification, log *slog.Logger) {
+	if n.Receipt == nil {
+		return
+	}
+	a := n.Receipt.Action
+	if !p.cfg.Policy.DeleteObjects || !strings.EqualFold(a.Type, "S3") || a.BucketName == "" || a.ObjectKey == "" {
+		return
+	}
+	if err := p.cfg.Store.Delete(ctx, a.BucketName, a.ObjectKey); err != nil {
+		log.Warn("deleting the S3 object failed; lifecycle expiry will remove it", "bucket", a.BucketName, "key", a.ObjectKey, "err", err)
+	}
+}
