@@ -106,3 +106,47 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// formatAddress formats a mailbox for a From or Reply-To field. A printable
+// ASCII name is written as a quoted string; any other name as RFC 2047
+// encoded words: Q encoding when every ASCII character in it may appear in
+// an encoded word in a phrase (RFC 2047 5(3)), else B encoding. (net/mail's
+// Address.String Q-encodes names with a backslash, which its own parser then
+// rejects.)
+func formatAddress(name, addr string) string {
+	a := (&mail.Address{Address: addr}).String() // "<addr>", local part quoted if needed
+	if name == "" {
+		return a
+	}
+	ascii, qSafe := true, true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 0x80:
+			ascii = false
+		case c < ' ' || c == 0x7f:
+			ascii, qSafe = false, false
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte(" !*+-/", c) >= 0:
+		default:
+			qSafe = false
+		}
+	}
+	if ascii {
+		var b strings.Builder
+		b.Grow(len(name) + len(a) + 3)
+		b.WriteByte('"')
+		for i := 0; i < len(name); i++ {
+			if name[i] == '"' || name[i] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(name[i])
+		}
+		b.WriteString(`" `)
+		b.WriteString(a)
+		return b.String()
+	}
+	if qSafe {
+		return mime.QEncoding.Encode("utf-8", name) + " " + a
+	}
+	return mime.BEncoding.Encode("utf-8", name) + " " + a
+}

@@ -447,14 +447,14 @@ func (st *state) edit(res *Result, alias, suffix string) []byte {
 	}
 
 	display := sanitize(res.OriginalName+suffix, 0)
-	res.From = (&mail.Address{Name: display, Address: alias}).String()
+	res.From = formatAddress(display, alias)
 	if replyToIdx >= 0 {
 		res.ReplyTo = st.value(st.fields[replyToIdx])
 		res.ReplyToKept = true
 	} else if len(fromAddrs) > 0 {
 		res.ReplyTo = formatList(fromAddrs)
 		if !safeValue(res.ReplyTo) {
-			res.ReplyTo = "" // cannot happen with net/mail's encoder; never write it if it does
+			res.ReplyTo = "" // cannot happen with formatAddress; never write it if it does
 		}
 	}
 
@@ -488,7 +488,7 @@ func formatList(addrs []*mail.Address) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString((&mail.Address{Name: sanitize(a.Name, maxNameRunes), Address: a.Address}).String())
+		b.WriteString(formatAddress(sanitize(a.Name, maxNameRunes), a.Address))
 	}
 	return b.String()
 }

@@ -485,6 +485,8 @@ func TestDisplayName(t *testing.T) {
 		{"bidi override", "=?utf-8?q?A=E2=80=AEB=E2=81=A6C?= <a@example.org>", "", "ABC [via Relay]"},
 		{"line separators", "=?utf-8?q?A=E2=80=A8B=E2=80=A9C?= <a@example.org>", "", "A B C [via Relay]"},
 		{"nul and c1", "=?utf-8?q?A=00B=C2=85C=C2=9BD?= <a@example.org>", "", "AB CD [via Relay]"},
+		{"backslash non-ascii", "=?utf-8?q?J=C3=B6rg=5Cx?= <a@example.org>", "", `Jörg\x [via Relay]`},
+		{"specials non-ascii", "=?utf-8?q?J=C3=B6rg_=22=2C_=3Cx=3E_=28y=29?= <a@example.org>", "", `Jörg ", <x> (y) [via Relay]`},
 		{"suffix sanitised", "A <a@example.org>", " [via\r\nBcc: x]", "A [via Bcc: x]"},
 		{"truncated", strings.Repeat("é", 300) + " <a@example.org>", "", strings.Repeat("é", maxNameRunes) + "… [via Relay]"},
 		{"long ascii", strings.Repeat("abcdefghij ", 30) + "<a@example.org>", "", strings.TrimSpace(strings.Repeat("abcdefghij ", 10)[:maxNameRunes]) + "… [via Relay]"},
@@ -659,7 +661,7 @@ func FuzzParseAddress(f *testing.F) {
 			}
 		}
 		// What Rewrite writes from it parses back to the same mailbox.
-		formatted := (&mail.Address{Name: name, Address: addr}).String()
+		formatted := formatAddress(name, addr)
 		if !safeValue(formatted) {
 			t.Fatalf("formatted %q is not a safe field value", formatted)
 		}
