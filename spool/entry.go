@@ -17,6 +17,9 @@ var (
 	ErrClosed = errors.New("spool: closed")
 	// ErrNotFound is returned for an id that is not in the expected state.
 	ErrNotFound = errors.New("spool: not found")
+	// ErrInvalidID is returned for an entry ID that is empty, longer than
+	// MaxIDLength or contains a NUL byte. It is final: retrying cannot help.
+	ErrInvalidID = errors.New("spool: invalid id")
 )
 
 // Entry is one accepted notification.

@@ -1,0 +1,99 @@
+package spool
+
+import (
+	"sync"
+	"time"
+)
+
+// item is the in-memory index record of one pending entry. The payload is
+// not kept here: Next reads it from disk.
+type item struct {
+	id   string
+	due  time.Time // NextAttempt, or EnqueuedAt when NextAttempt is zero
+	enq  time.Time // EnqueuedAt
+	size int64     // payload bytes
+
+	// Fields below are guarded by Spool.mu.
+	leased  bool
+	removed bool // no longer pending (completed, dead-lettered)
+	dueIdx  int  // index in Spool.due, -1 while leased
+	ageIdx  int  // index in Spool.age
+
+	// mu serializes read-modify-write of the stored entry (MarkSent, Retry,
+	// Complete, DeadLetter) so that concurrent updates are not lost.
+	mu sync.Mutex
+}
+
+func dueOf(e Entry) time.Time {
+	if e.NextAttempt.IsZero() {
+		return e.EnqueuedAt
+	}
+	return e.NextAttempt
+}
+
+// dueHeap holds the pending entries that are not leased, the one due first
+// (then the oldest) on top. It implements container/heap.Interface.
+type dueHeap []*item
+
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if !a.due.Equal(b.due) {
+		return a.due.Before(b.due)
+	}
+	if !a.enq.Equal(b.enq) {
+		return a.enq.Before(b.enq)
+	}
+	return a.id < b.id
+}
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].dueIdx = i
+	h[j].dueIdx = j
+}
+func (h *dueHeap) Push(x any) {
+	it := x.(*item)
+	it.dueIdx = len(*h)
+	*h = append(*h, it)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	n := len(old)
+	it := old[n-1]
+	old[n-1] = nil
+	it.dueIdx = -1
+	*h = old[:n-1]
+	return it
+}
+
+// ageHeap holds all pending entries, leased or not, the oldest enqueued on
+// top, so that Stats can report the oldest entry cheaply.
+type ageHeap []*item
+
+func (h ageHeap) Len() int { return len(h) }
+func (h ageHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if !a.enq.Equal(b.enq) {
+		return a.enq.Before(b.enq)
+	}
+	return a.id < b.id
+}
+func (h ageHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].ageIdx = i
+	h[j].ageIdx = j
+}
+func (h *ageHeap) Push(x any) {
+	it := x.(*item)
+	it.ageIdx = len(*h)
+	*h = append(*h, it)
+}
+func (h *ageHeap) Pop() any {
+	old := *h
+	n := len(old)
+	it := old[n-1]
+	old[n-1] = nil
+	it.ageIdx = -1
+	*h = old[:n-1]
+	return it
+}
