@@ -17,7 +17,7 @@ import (
 // writes) and the addr-spec. A From field may list several mailboxes
 // (RFC 5322 3.6.2); the others are ignored here.
 func ParseAddress(s string) (name, addr string, err error) {
-	addrs, err := mail.ParseAddressList(s)
+	addrs, err := parseMailboxes(strings.TrimSpace(s))
 	if err != nil {
 		return "", "", err
 	}
@@ -114,7 +114,12 @@ func boolInt(b bool) int {
 // Address.String Q-encodes names with a backslash, which its own parser then
 // rejects.)
 func formatAddress(name, addr string) string {
-	a := (&mail.Address{Address: addr}).String() // "<addr>", local part quoted if needed
+	var a string
+	if isSimpleAddr(addr) {
+		a = "<" + addr + ">"
+	} else {
+		a = (&mail.Address{Address: addr}).String() // local part quoted as needed
+	}
 	if name == "" {
 		return a
 	}
@@ -149,4 +154,91 @@ func formatAddress(name, addr string) string {
 		return mime.QEncoding.Encode("utf-8", name) + " " + a
 	}
 	return mime.BEncoding.Encode("utf-8", name) + " " + a
+}
+
+// atext marks the RFC 5322 atext characters (printable ASCII except
+// specials and '.').
+var atext = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = !strings.ContainsRune(`()<>[]:;@\,".`, c)
+	}
+	return t
+}()
+
+// isDotAtom reports whether s is an RFC 5322 dot-atom-text: atext runs
+// separated by single dots.
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !atext[c] && (c != '.' || s[i-1] == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// isSimpleAddr reports whether addr is dot-atom@dot-atom, which needs no
+// quoting.
+func isSimpleAddr(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	return at > 0 && isDotAtom(addr[:at]) && isDotAtom(addr[at+1:])
+}
+
+// fastMailbox parses the common shapes of a From value without the
+// allocations of net/mail: `local@domain`, `<local@domain>`,
+// `Some Name <local@domain>` and `"Some Name" <local@domain>`, in plain
+// ASCII, without comments, encoded words or escapes. ok is false for
+// anything else, and the caller falls back to the full parser; where ok is
+// true the result is what net/mail returns (FuzzParseAddress checks).
+func fastMailbox(s string) (name, addr string, ok bool) {
+	if strings.Contains(s, "=?") {
+		return "", "", false
+	}
+	lt := strings.IndexByte(s, '<')
+	if lt < 0 {
+		return "", s, isSimpleAddr(s)
+	}
+	if s[len(s)-1] != '>' {
+		return "", "", false
+	}
+	addr = s[lt+1 : len(s)-1]
+	if !isSimpleAddr(addr) {
+		return "", "", false
+	}
+	phrase := strings.TrimRight(s[:lt], " \t")
+	switch {
+	case phrase == "":
+		return "", addr, true
+	case phrase[0] == '"':
+		if len(phrase) < 2 || phrase[len(phrase)-1] != '"' {
+			return "", "", false
+		}
+		name = phrase[1 : len(phrase)-1]
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+				return "", "", false
+			}
+		}
+		return name, addr, true
+	}
+	// Words of atext and dots, separated by single spaces: the name is the
+	// phrase as it is. Anything else (tabs, runs of blanks) goes the slow way.
+	for i := 0; i < len(phrase); i++ {
+		c := phrase[i]
+		if !atext[c] && c != '.' && (c != ' ' || i == 0 || phrase[i-1] == ' ') {
+			return "", "", false
+		}
+	}
+	return phrase, addr, true
+}
+
+// parseMailboxes parses a From value: the fast path for the common shapes,
+// go-message's (net/mail with charset support) for the rest.
+func parseMailboxes(s string) ([]*mail.Address, error) {
+	if name, addr, ok := fastMailbox(s); ok {
+		return []*mail.Address{{Name: name, Address: addr}}, nil
+	}
+	return mail.ParseAddressList(s)
 }

@@ -427,7 +427,7 @@ func (st *state) edit(res *Result, alias, suffix string) []byte {
 	var fromAddrs []*mail.Address
 	if fromIdx >= 0 {
 		raw := st.value(st.fields[fromIdx])
-		addrs, err := mail.ParseAddressList(raw)
+		addrs, err := parseMailboxes(raw)
 		if err == nil && len(addrs) > 0 {
 			fromAddrs = addrs
 			res.OriginalFrom = addrs[0].Address

@@ -635,6 +635,35 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
+// fastCases exercise fastMailbox's edges; TestFastMailbox compares each
+// with net/mail.
+var fastCases = []string{
+	"a@b.example", "<a@b.example>", "Alice <a@b.example>", "Alice<a@b.example>", "Alice  <a@b.example>",
+	`"Alice Example" <a@b.example>`, `"" <a@b.example>`, `"  padded  " <a@b.example>`, "John Q. Public <j@b.example>",
+	". <a@b.example>", "A  B <a@b.example>", " Alice <a@b.example>", "Alice\t<a@b.example>", "a..b@c.example",
+	".a@b.example", "a@b.example.", "a@b <c@d>", "A <a@b.example> ", "A <a@b.example>, B <b@b.example>",
+	"A <a@b.example> (c)", `"a"b <a@b.example>`, "A <a.@b.example>", "A <@b.example>", "A <a@>", "A <a@b@c>",
+	"=?utf-8?q?x?= <a@b.example>", "Jürgen <j@b.example>", "A\"B <a@b.example>", `"A\\B" <a@b.example>`,
+}
+
+func TestFastMailbox(t *testing.T) {
+	answered := 0
+	for _, s := range fastCases {
+		name, addr, ok := fastMailbox(s)
+		l, err := mail.ParseAddressList(s)
+		if !ok {
+			continue
+		}
+		answered++
+		if err != nil || len(l) != 1 || l[0].Name != name || l[0].Address != addr {
+			t.Errorf("fastMailbox(%q) = %q, %q; net/mail: %v %v", s, name, addr, l, err)
+		}
+	}
+	if answered < 8 {
+		t.Errorf("fast path answered only %d cases", answered)
+	}
+}
+
 func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{
 		"Alice <alice@example.org>", "alice@example.org", `"Doe, John" <j@example.org>`,
@@ -644,7 +673,17 @@ func FuzzParseAddress(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	for _, s := range fastCases {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// The fast path agrees with the full parser wherever it answers.
+		if fn, fa, ok := fastMailbox(s); ok {
+			l, err := mail.ParseAddressList(s)
+			if err != nil || len(l) != 1 || l[0].Name != fn || l[0].Address != fa {
+				t.Fatalf("fastMailbox(%q) = %q, %q; net/mail: %v %v", s, fn, fa, l, err)
+			}
+		}
 		name, addr, err := ParseAddress(s)
 		if err != nil {
 			return
@@ -670,4 +709,45 @@ func FuzzParseAddress(f *testing.F) {
 			t.Fatalf("%q -> %q, %q -> %q: %q, %q, %v", s, name, addr, formatted, n2, a2, err)
 		}
 	})
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		want uint16
+	}{
+		{"From", kindFrom}, {"FROM", kindFrom}, {"reply-TO", kindReplyTo}, {"Subject", kindSubject},
+		{"DKIM-SIGNATURE", kindDrop}, {"Return-Path", kindDrop}, {"bcc", kindDrop}, {"Sender", kindDrop},
+		{"ARC-Seal", kindDrop}, {"arc-message-signature", kindDrop}, {"ARC-Authentication-Results", kindDrop},
+		{"X-SES-RECEIPT", kindDrop}, {"x-ses-configuration-set", kindDrop},
+		{"X-SES-" + strings.Repeat("A", 40), kindDrop}, {"X-Sesame", kindOther}, {"X-SE", kindOther},
+		{"Resent-From", kindOther}, {"Received", kindOther}, {"Authentication-Results", kindOther},
+		{strings.Repeat("F", 40), kindOther}, {"", kindDrop},
+	}
+	for _, tt := range tests {
+		if got := classify([]byte(tt.name)); got != tt.want {
+			t.Errorf("classify(%q) = %b, want %b", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestOddFieldNames covers blanks before the colon (seen in the wild) and
+// a field with an empty name.
+func TestOddFieldNames(t *testing.T) {
+	msg := "Subject : one\r\nFrom : A <a@example.org>\r\nSUBJECT: two\r\ndkim-signature : x\r\n: nameless\r\nX-Keep: y\r\n\r\nbody"
+	var out bytes.Buffer
+	res, err := Rewrite(&out, strings.NewReader(msg), Params{Alias: alias})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Subject : one\r\n" +
+		"From: \"A [via Relay]\" <shop@relay.example.com>\r\n" +
+		"Reply-To: \"A\" <a@example.org>\r\n" +
+		"X-Keep: y\r\n\r\nbody"
+	if out.String() != want {
+		t.Fatalf("got\n%q\nwant\n%q", out.String(), want)
+	}
+	if res.Removed != 3 {
+		t.Fatalf("Removed = %d, want 3", res.Removed)
+	}
 }
