@@ -170,10 +170,10 @@ func (c *Config) Validate() error {
 			bad("--%s %q: %v", name, addr, err)
 		}
 	}
-	if c.Listen == c.HealthListen {
+	if c.Listen == c.HealthListen && !anyPort(c.Listen) {
 		bad("--listen and --health-listen must differ: health needs its own listener")
 	}
-	if c.AdminListen != "" && (c.AdminListen == c.Listen || c.AdminListen == c.HealthListen) {
+	if c.AdminListen != "" && !anyPort(c.AdminListen) && (c.AdminListen == c.Listen || c.AdminListen == c.HealthListen) {
 		bad("--admin-listen must differ from the other listeners")
 	}
 	if len(c.SNSTopicARNs) == 0 {
@@ -212,6 +212,13 @@ func (c *Config) Validate() error {
 		bad("--inbound-max-conns must be positive")
 	}
 	return errors.Join(errs...)
+}
+
+// anyPort reports whether addr asks for any free port (":0"), which never
+// collides with another listener.
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
 }
 
 // Flags lists every setting with its variable and default, sorted by name.
