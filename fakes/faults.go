@@ -1,7 +1,9 @@
 package fakes
 
 import (
+	"bytes"
 	"encoding/xml"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,9 @@ var (
 	FaultSlowDown      = Fault{Status: http.StatusServiceUnavailable, Code: "SlowDown", Message: "Please reduce your request rate."}
 	FaultAccessDenied  = Fault{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied"}
 )
+
+// maxBufferedBody bounds the request body a hanging fault buffers.
+const maxBufferedBody = 64 << 20
 
 // Hang is a fault that holds the request for d and then serves it.
 func Hang(d time.Duration) Fault { return Fault{Delay: d} }
@@ -76,6 +81,13 @@ func (f *Faults) Wrap(h http.Handler) http.Handler {
 			return
 		}
 		if fault.Delay > 0 {
+			// Read the request body first: only then does net/http notice
+			// a client that hangs up, and cancel r.Context().
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody))
+			if err != nil {
+				return
+			}
+			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
 			t := time.NewTimer(fault.Delay)
 			select {
 			case <-t.C:

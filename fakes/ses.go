@@ -186,6 +186,16 @@ func (s *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, v2, &SESError{Status: http.StatusMethodNotAllowed, Code: "InvalidAction", Message: "only POST is supported"})
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSESBody)
+	var m Sent
+	var err error
+	if v2 {
+		m, err = parseSendEmailV2(r)
+	} else {
+		m, err = parseSendRawEmail(r)
+	}
+	// The latency starts after the body was read: only then does net/http
+	// notice a client that hangs up, and cancel r.Context().
 	if d := s.opts.Latency; d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -194,15 +204,6 @@ func (s *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 			return
 		}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxSESBody)
-
-	var m Sent
-	var err error
-	if v2 {
-		m, err = parseSendEmailV2(r)
-	} else {
-		m, err = parseSendRawEmail(r)
 	}
 	if err != nil {
 		s.writeError(w, v2, err)
