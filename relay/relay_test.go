@@ -1,4 +1,4 @@
-package main
+package relay
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func parts(t *testing.T, raw []byte) [][]byte {
 
 func TestForwardWithAttachment(t *testing.T) {
 	h := newHarness(t, nil)
-	src, err := os.ReadFile("../../rewrite/testdata/attachment.eml")
+	src, err := os.ReadFile("../rewrite/testdata/attachment.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,20 +313,12 @@ func TestPermanentFailureDeadLetteredAndRedriven(t *testing.T) {
 	if err := h.s3.Put(testBucket, "inbound/ses-p1", testMail(7)); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := run(ctx, []string{"deadletter", "redrive", "--admin", h.relay.AdminAddr, "p1"}, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "redriven: 1") {
-		t.Errorf("redrive said %q", out.String())
+	if n, err := c.Redrive(ctx, []string{"p1"}, false); err != nil || n != 1 {
+		t.Fatalf("redrive = %d, %v", n, err)
 	}
 	h.waitSent(1)
-	out.Reset()
-	if err := run(ctx, []string{"deadletter", "list", "--admin", h.relay.AdminAddr}, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(out.String(), "p1") {
-		t.Errorf("still listed after redrive: %s", out.String())
+	if items, err := c.List(ctx, 10); err != nil || len(items) != 0 {
+		t.Errorf("after redrive: %v, %v", items, err)
 	}
 }
 

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/mailrelay/mailrelay/admin"
+)
+
+func TestDeadletterCLI(t *testing.T) {
+	var redriven admin.RedriveRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/deadletters":
+			_ = json.NewEncoder(w).Encode([]admin.Item{{ID: "abc", Reason: "ses_rejected: no", Attempts: 1, Bytes: 10}})
+		case "/deadletters/redrive":
+			_ = json.NewDecoder(r.Body).Decode(&redriven)
+			_ = json.NewEncoder(w).Encode(admin.RedriveResponse{Redriven: len(redriven.IDs)})
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"deadletter", "list", "--admin", addr}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "abc") || !strings.Contains(out.String(), "ses_rejected") {
+		t.Errorf("list printed %q", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"deadletter", "redrive", "--admin", addr, "abc", "def"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "redriven: 2\n" || len(redriven.IDs) != 2 {
+		t.Errorf("redrive printed %q, sent %+v", out.String(), redriven)
+	}
+	if err := run(ctx, []string{"deadletter", "redrive", "--admin", addr}, &out, io.Discard); err == nil {
+		t.Error("redrive with neither ids nor --all succeeded")
+	}
+	for _, args := range [][]string{nil, {"bogus"}, {"deadletter"}, {"deadletter", "bogus"}} {
+		if err := run(ctx, args, io.Discard, io.Discard); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"config"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "RELAY_SPOOL_DIR") {
+		t.Errorf("config: %v %q", err, out.String())
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--workers", "0", "--sns-topic-arns", "arn:aws:sns:us-east-1:1:t"}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "workers") {
+		t.Fatalf("err = %v", err)
+	}
+}
