@@ -18,6 +18,9 @@ import (
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 
+// MaxDestinations is the most envelope recipients SES accepts per send.
+const MaxDestinations = 50
+
 // result is the outcome of one attempt.
 type result struct {
 	outcome string // telemetry.Msg* when err is nil
@@ -87,7 +90,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
-	reserve := 2 * p.cfg.Policy.MaxMessageBytes // raw mail + one rewritten copy
+	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we
 	if err := p.budget.acquire(ctx, reserve); err != nil {
 		res.err = failure.Transient("shutdown", err)
 		return res
@@ -187,7 +190,11 @@ func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []strin
 		seen[r.Alias] = true
 		fw := slices.Clone(r.ForwardTo)
 		slices.Sort(fw)
-		groups = append(groups, group{alias: r.Alias, forwardTo: slices.Compact(fw)})
+		// SES takes at most 50 destinations per message: larger alias
+		// lists go out as several copies.
+		for chunk := range slices.Chunk(slices.Compact(fw), MaxDestinations) {
+			groups = append(groups, group{alias: r.Alias, forwardTo: chunk})
+		}
 	}
 	return groups, dropped, nil
 }
