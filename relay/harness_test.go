@@ -39,7 +39,7 @@ aliases:
 // harness is an in-process relay with stand-ins for S3, SES and SNS's
 // signing, driven through its real HTTP endpoint.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	signer  *snstest.Signer
 	s3      *fakes.S3
 	ses     *fakes.SES
@@ -50,7 +50,7 @@ type harness struct {
 	done    chan error
 }
 
-func newHarness(t *testing.T, mutate func(*config.Config)) *harness {
+func newHarness(t testing.TB, mutate func(*config.Config)) *harness {
 	t.Helper()
 	signer := snstest.New(t)
 	prefix, closeCert := signer.Serve()
@@ -134,7 +134,7 @@ func (h *harness) shutdown() {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -1,0 +1,95 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// receivedInline is an SES "Received" notification carrying the mail itself
+// (the SNS action), so the intake benchmark needs no S3 objects.
+func receivedInline(sesID string, mail []byte, recipients []string) string {
+	n := map[string]any{
+		"notificationType": "Received",
+		"mail":             map[string]any{"timestamp": "2026-11-23T10:00:00.000Z", "source": "dora@example.net", "messageId": sesID, "destination": recipients},
+		"receipt": map[string]any{
+			"timestamp": "2026-11-23T10:00:00.000Z", "recipients": recipients,
+			"spamVerdict": map[string]string{"status": "PASS"}, "virusVerdict": map[string]string{"status": "PASS"},
+			"spfVerdict": map[string]string{"status": "PASS"}, "dkimVerdict": map[string]string{"status": "PASS"},
+			"dmarcVerdict": map[string]string{"status": "PASS"},
+			"action":       map[string]any{"type": "SNS", "topicArn": testTopic, "encoding": "BASE64"},
+		},
+		"content": base64.StdEncoding.EncodeToString(mail),
+	}
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// BenchmarkIntake measures acknowledgements through the real relay: signed
+// SNS deliveries posted over loopback HTTP by concurrent senders, each
+// answered 200 only after its fsync'd spool write, while the workers forward
+// the mail to the SES stand-in. Reported: acks/s and ack latency p50/p99 as
+// the sender sees it. Run: go test -run '^$' -bench Intake ./relay
+func BenchmarkIntake(b *testing.B) {
+	for _, senders := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
+			h := newHarness(b, nil)
+			bodies := make([][]byte, b.N)
+			for i := range bodies {
+				id := fmt.Sprintf("bench-%d-%d", senders, i)
+				bodies[i] = h.signer.Notification(testTopic, id, "Amazon SES Email Receipt Notification",
+					receivedInline("ses-"+id, testMail(i), []string{"shop@relay.example.com"}), "2")
+			}
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, MaxConnsPerHost: senders}}
+			url := "http://" + h.relay.InboundAddr + "/sns"
+			lat := make([]time.Duration, b.N)
+			var next atomic.Int64
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= b.N {
+							return
+						}
+						t0 := time.Now()
+						resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
+						if err != nil {
+							failed.Add(1)
+							continue
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						lat[i] = time.Since(t0)
+						if resp.StatusCode != http.StatusOK {
+							failed.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if f := failed.Load(); f > 0 {
+				b.Fatalf("%d of %d deliveries not acknowledged", f, b.N)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acks/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
