@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -74,7 +75,8 @@ type Spool struct {
 	bg   sync.WaitGroup
 	ops  sync.WaitGroup // operations using db; Close waits for them
 
-	redriveMu sync.Mutex // one Redrive at a time
+	redriveMu sync.Mutex   // one Redrive at a time
+	stalls    atomic.Int64 // pebble write stalls, for benchmarks
 
 	mu            sync.Mutex
 	closed        bool
@@ -127,6 +129,14 @@ func Open(dir string, opts Options) (*Spool, error) {
 		MemTableSize:       16 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log.With("component", "pebble")},
+		EventListener: &pebble.EventListener{
+			// A write stall delays every Put and so every SNS acknowledgement.
+			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+				s.stalls.Add(1)
+				s.log.Warn("pebble write stall", "reason", info.Reason)
+			},
+			WriteStallEnd: func() { s.log.Info("pebble write stall ended") },
+		},
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // Put looks up absent d/ and s/ keys.
