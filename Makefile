@@ -4,12 +4,16 @@ BIN     := bin/mailrelay
 PKGS    := ./...
 FUZZTIME ?= 5s
 
-.PHONY: all build test race vet fuzz bench clean
+.PHONY: all build run test vet fuzz bench e2e clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mailrelay
+
+# The playground: the real relay with in-process S3/SNS/SES stand-ins.
+run:
+	$(GO) run ./cmd/mailrelay dev
 
 # The README's test command: unit and in-process end-to-end tests, with the
 # race detector, plus vet.

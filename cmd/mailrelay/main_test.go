@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/mailrelay/mailrelay/admin"
+	"github.com/mailrelay/mailrelay/config"
 )
 
 func TestDeadletterCLI(t *testing.T) {
@@ -61,5 +63,16 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	err := run(context.Background(), []string{"serve", "--workers", "0", "--sns-topic-arns", "arn:aws:sns:us-east-1:1:t"}, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "workers") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The README's configuration table is generated; keep it in step with the flags.
+func TestReadmeConfigTable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), config.MarkdownTable()) {
+		t.Error("README.md's configuration table is stale: paste the output of `mailrelay config`")
 	}
 }
