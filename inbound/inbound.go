@@ -1,0 +1,350 @@
+// Package inbound is the relay's SNS HTTP endpoint, POST /sns. It decides
+// every delivery's fate before answering, following the acknowledgement
+// contract: 200 only once the notification is durably stored (or known as a
+// duplicate), 503 with Retry-After whenever the failure is ours or transient,
+// and a final 4xx only for deliveries that can never succeed.
+//
+// A request waits for nothing but the signature check (certificate cached,
+// one bounded download otherwise) and the store's fsync: no S3, no SES.
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mailrelay/mailrelay/sesnotify"
+	"github.com/mailrelay/mailrelay/sns"
+	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/telemetry"
+)
+
+// Store persists accepted notifications. Put returns only once e is durable
+// (fsync'd), or reports duplicate when an entry with e.ID was already
+// stored. It returns spool.ErrFull when at its bound.
+type Store interface {
+	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
+}
+
+// Defaults for Config.
+const (
+	// DefaultMaxBodyBytes is the largest delivery accepted. SNS messages
+	// are at most 256 KiB and SES inline (SNS action) mail at most 150 KB,
+	// so a real envelope stays below it with room for JSON escaping.
+	DefaultMaxBodyBytes = 256 << 10
+	// DefaultRetryAfter is the Retry-After of 503 answers.
+	DefaultRetryAfter = 5 * time.Second
+)
+
+// Path is where SNS posts deliveries.
+const Path = "/sns"
+
+// TypeInvalid is the type label of requests that are not a parseable SNS
+// delivery.
+const TypeInvalid = "invalid"
+
+// Config configures a Handler.
+type Config struct {
+	// TopicARNs is the allow-list of SNS topics; anything else is refused
+	// (403). Required.
+	TopicARNs []string
+	// MaxBodyBytes caps the body (413 above). Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// RetryAfter is sent with every 503. Default DefaultRetryAfter.
+	RetryAfter time.Duration
+	// Verifier authenticates deliveries and confirms subscriptions. Required.
+	Verifier *sns.Verifier
+	// Store persists notifications. Required.
+	Store Store
+	// Draining, if set and true, makes every delivery a 503 before it is
+	// stored: the relay is shutting down and SNS should retry elsewhere.
+	Draining func() bool
+	// Metrics, if set, receives mailrelay_inbound_requests_total,
+	// mailrelay_ack_duration_seconds and mailrelay_panics_total{where="inbound"}.
+	Metrics *telemetry.Metrics
+	// Logger, if set, logs every delivery's outcome.
+	Logger *slog.Logger
+}
+
+// Handler serves POST /sns.
+type Handler struct {
+	topics     map[string]bool
+	maxBody    int64
+	retryAfter string
+	verifier   *sns.Verifier
+	store      Store
+	draining   func() bool
+	metrics    *telemetry.Metrics
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// New validates cfg and returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	h := &Handler{
+		topics:   map[string]bool{},
+		maxBody:  cfg.MaxBodyBytes,
+		verifier: cfg.Verifier,
+		store:    cfg.Store,
+		draining: cfg.Draining,
+		metrics:  cfg.Metrics,
+		log:      cfg.Logger,
+		now:      time.Now,
+	}
+	for _, t := range cfg.TopicARNs {
+		if t = strings.TrimSpace(t); t != "" {
+			h.topics[t] = true
+		}
+	}
+	if len(h.topics) == 0 {
+		return nil, errors.New("inbound: no SNS topic ARNs allowed")
+	}
+	if h.verifier == nil {
+		return nil, errors.New("inbound: no verifier")
+	}
+	if h.store == nil {
+		return nil, errors.New("inbound: no store")
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	ra := cfg.RetryAfter
+	if ra <= 0 {
+		ra = DefaultRetryAfter
+	}
+	h.retryAfter = strconv.FormatInt(int64((ra+time.Second-1)/time.Second), 10)
+	if h.draining == nil {
+		h.draining = func() bool { return false }
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h, nil
+}
+
+// Register adds POST /sns to e.
+func (h *Handler) Register(e *echo.Echo) {
+	e.POST(Path, h.ServeSNS)
+}
+
+// outcome is what the handler decided about one delivery.
+type outcome struct {
+	typ    string // SNS Type, or TypeInvalid
+	code   int
+	reason string // short, for logs and the response body
+	err    error
+	snsID  string
+	sesID  string
+	topic  string
+	kind   string
+}
+
+// ServeSNS handles one SNS delivery. It always answers itself and returns
+// nil; a panic is recovered, counted, and answered 500.
+func (h *Handler) ServeSNS(c echo.Context) (err error) {
+	start := time.Now()
+	o := &outcome{typ: TypeInvalid}
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			if h.metrics != nil {
+				h.metrics.Panics.WithLabelValues("inbound").Inc()
+			}
+			o.code, o.reason, o.err = http.StatusInternalServerError, "panic", fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			if !c.Response().Committed {
+				c.String(o.code, o.reason+"\n")
+			}
+			err = nil
+		}
+		h.record(o, time.Since(start))
+	}()
+	h.handle(c.Request(), o)
+	if o.code == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", h.retryAfter)
+	}
+	c.String(o.code, o.reason+"\n")
+	return nil
+}
+
+func (o *outcome) set(code int, reason string, err error) {
+	o.code, o.reason, o.err = code, reason, err
+}
+
+// handle decides the delivery's fate, in the contract's order: size, parse,
+// (draining), topic allow-list, certificate URL rule, signature, act.
+func (h *Handler) handle(r *http.Request, o *outcome) {
+	body, code, err := h.readBody(r)
+	if err != nil {
+		reason := "read_error"
+		if code == http.StatusRequestEntityTooLarge {
+			reason = "too_large"
+		}
+		o.set(code, reason, err)
+		return
+	}
+
+	m, err := sns.Parse(body)
+	if err != nil {
+		reason := "malformed"
+		if errors.Is(err, sns.ErrUnknownType) {
+			reason = "unknown_type"
+		}
+		o.set(http.StatusBadRequest, reason, err)
+		return
+	}
+	o.typ, o.snsID, o.topic = m.Type, m.MessageId, m.TopicArn
+
+	if h.draining() {
+		o.set(http.StatusServiceUnavailable, "draining", nil)
+		return
+	}
+	if !h.topics[m.TopicArn] {
+		o.set(http.StatusForbidden, "topic_not_allowed", nil)
+		return
+	}
+	if !h.verifier.CertURLAllowed(m.SigningCertURL) {
+		o.set(http.StatusForbidden, "cert_url_not_allowed", fmt.Errorf("%w: %.200q", sns.ErrCertURL, m.SigningCertURL))
+		return
+	}
+	if err := h.verifier.Verify(r.Context(), m); err != nil {
+		switch {
+		case errors.Is(err, sns.ErrCertURL):
+			o.set(http.StatusForbidden, "cert_url_not_allowed", err)
+		case errors.Is(err, sns.ErrSignature):
+			o.set(http.StatusForbidden, "bad_signature", err)
+		default: // ErrCertFetch, canceled: transient
+			o.set(http.StatusServiceUnavailable, "cert_fetch_failed", err)
+		}
+		return
+	}
+
+	switch m.Type {
+	case sns.TypeNotification:
+		h.store1(r.Context(), m, o)
+	case sns.TypeSubscriptionConfirmation:
+		if err := h.verifier.Confirm(r.Context(), m); err != nil {
+			if errors.Is(err, sns.ErrSubscribeURL) {
+				o.set(http.StatusForbidden, "subscribe_url_not_allowed", err)
+			} else {
+				o.set(http.StatusServiceUnavailable, "confirm_failed", err)
+			}
+			return
+		}
+		o.set(http.StatusOK, "subscription_confirmed", nil)
+	case sns.TypeUnsubscribeConfirmation:
+		// Someone unsubscribed the relay; that is an operator's decision,
+		// so it is logged, not undone.
+		o.set(http.StatusOK, "unsubscribe_confirmation", nil)
+	}
+}
+
+// readBody reads at most maxBody bytes; 413 above, 503 on a read error (the
+// client's or the network's problem: SNS may retry).
+func (h *Handler) readBody(r *http.Request) ([]byte, int, error) {
+	if r.ContentLength > h.maxBody {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("content length %d over %d", r.ContentLength, h.maxBody)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+	if err != nil {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("reading body: %w", err)
+	}
+	if n > h.maxBody {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", h.maxBody)
+	}
+	return buf.Bytes(), 0, nil
+}
+
+// store1 persists a verified Notification. An inner payload that is not a
+// recognisable SES notification is stored all the same (Kind ""): the
+// delivery is authentic, and the worker dead-letters it with a reason
+// instead of SNS dropping it unseen.
+func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
+	payload := []byte(m.Message)
+	kind := ""
+	n, perr := sesnotify.Parse(payload)
+	if perr == nil {
+		kind, o.sesID = n.NotificationType, n.Mail.MessageID
+	}
+	o.kind = kind
+	dup, err := h.store.Put(ctx, spool.Entry{
+		ID:         m.MessageId,
+		Kind:       kind,
+		TopicARN:   m.TopicArn,
+		Payload:    payload,
+		EnqueuedAt: h.now().UTC(),
+	})
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		o.set(http.StatusServiceUnavailable, "spool_full", err)
+	case err != nil:
+		o.set(http.StatusServiceUnavailable, "store_failed", err)
+	case dup:
+		o.set(http.StatusOK, "duplicate", nil)
+	case perr != nil:
+		o.set(http.StatusOK, "stored_unrecognised", perr)
+	default:
+		o.set(http.StatusOK, "stored", nil)
+	}
+}
+
+// record counts and logs the outcome.
+func (h *Handler) record(o *outcome, d time.Duration) {
+	if h.metrics != nil {
+		h.metrics.InboundRequests.WithLabelValues(o.typ, strconv.Itoa(o.code)).Inc()
+		h.metrics.AckDuration.Observe(d.Seconds())
+	}
+	level := slog.LevelInfo
+	switch {
+	case o.code >= 500 && o.code != http.StatusServiceUnavailable:
+		level = slog.LevelError
+	case o.code >= 400, o.reason == "stored_unrecognised":
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.Int("code", o.code),
+		slog.String("reason", o.reason),
+		slog.String("type", o.typ),
+		slog.String("sns_message_id", clip(o.snsID)),
+		slog.String("topic", clip(o.topic)),
+		slog.Duration("duration", d),
+	}
+	if o.sesID != "" {
+		attrs = append(attrs, slog.String("ses_message_id", clip(o.sesID)))
+	}
+	if o.kind != "" {
+		attrs = append(attrs, slog.String("kind", o.kind))
+	}
+	if o.err != nil {
+		attrs = append(attrs, slog.String("err", o.err.Error()))
+	}
+	h.log.LogAttrs(ctx, level, "sns delivery", attrs...)
+}
+
+// clip bounds attacker-controlled strings in logs.
+func clip(s string) string {
+	const max = 256
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
