@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mailrelay/mailrelay/aliases"
 	"github.com/mailrelay/mailrelay/failure"
 	"github.com/mailrelay/mailrelay/sesnotify"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -854,5 +855,59 @@ func TestBackoff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An alias with more destinations than SES takes per send goes out as
+// several copies of at most MaxDestinations; a failure part-way resumes
+// with the chunks not yet sent, so every destination gets the mail once.
+func TestLargeAliasSplit(t *testing.T) {
+	const n = 2*MaxDestinations + 20
+	var yaml strings.Builder
+	yaml.WriteString("domains: [relay.example.com]\naliases:\n  - address: list@relay.example.com\n    forward_to:\n")
+	var all []string
+	for i := range n {
+		a := fmt.Sprintf("u%03d@example.org", i)
+		all = append(all, a)
+		fmt.Fprintf(&yaml, "      - %s\n", a)
+	}
+	table, err := aliases.Parse([]byte(yaml.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.Aliases = table })
+	e.sender.errs = map[int]error{1: failure.Transient("ses_throttled", errors.New("Throttling"))}
+	ctx := context.Background()
+	e.run(ctx, newEntry("sns-1", s3Notification(t, nil, "list@relay.example.com")))
+	if len(e.q.retries) != 1 || len(e.q.marks) != 1 {
+		t.Fatalf("first attempt: retries %v, marks %d; want one retry after one chunk", e.q.retries, len(e.q.marks))
+	}
+	e.p.handle(ctx, e.q.entry(t, "sns-1"))
+	if len(e.q.completed) != 1 {
+		t.Fatalf("second attempt did not complete: retries %v, dead %v", e.q.retries, e.q.dead)
+	}
+
+	sent := e.sender.sent()
+	if len(sent) != 3 {
+		t.Fatalf("%d copies sent, want 3", len(sent))
+	}
+	got := map[string]int{}
+	src := readTestdata(t, "mail.eml")
+	for _, c := range sent {
+		if len(c.to) > MaxDestinations {
+			t.Errorf("a send to %d destinations, SES takes %d", len(c.to), MaxDestinations)
+		}
+		checkCopy(t, c, copyWant{"list@relay.example.com", c.to}, src)
+		for _, d := range c.to {
+			got[d]++
+		}
+	}
+	for _, a := range all {
+		if got[a] != 1 {
+			t.Errorf("%s got the mail %d times", a, got[a])
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%d distinct destinations, want %d", len(got), n)
 	}
 }
