@@ -205,8 +205,8 @@ func (c *Config) Validate() error {
 	if c.InFlightBytes < c.MaxMessageBytes {
 		bad("--inflight-bytes %d must be at least --max-message-bytes %d", c.InFlightBytes, c.MaxMessageBytes)
 	}
-	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.RetryMaxAge <= 0 {
-		bad("retry durations: want 0 < retry-min <= retry-max and retry-max-age > 0")
+	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.RetryMax > 24*time.Hour || c.RetryMaxAge <= 0 {
+		bad("retry durations: want 0 < retry-min <= retry-max <= 24h and retry-max-age > 0")
 	}
 	if c.InboundMaxConns < 1 {
 		bad("--inbound-max-conns must be positive")

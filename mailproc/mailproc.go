@@ -44,7 +44,8 @@ type Store interface {
 	Delete(ctx context.Context, bucket, key string) error
 }
 
-// Sender hands a rewritten mail to the outbound service (SES).
+// Sender hands a rewritten mail to the outbound service (SES). raw is only
+// valid during the call: the pool reuses its buffer for the next copy.
 type Sender interface {
 	SendRaw(ctx context.Context, from string, destinations []string, raw []byte) (messageID string, err error)
 }
