@@ -78,7 +78,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8082", "admin API listener for dead letters (empty disables)")
 	fs.Func("sns-topic-arns", "comma-separated allow-list of SNS topic ARNs (required)", listSetter(&c.SNSTopicARNs))
 	fs.Func("sns-cert-url-prefixes", "comma-separated allowed signing-cert URL prefixes (empty: https://sns.<region>.amazonaws.com[.cn]/ only)", listSetter(&c.SNSCertURLPrefixes))
-	fs.Int64Var(&c.SNSMaxBodyBytes, "sns-max-body-bytes", 256<<10, "largest SNS delivery accepted (413 above)")
+	fs.Int64Var(&c.SNSMaxBodyBytes, "sns-max-body-bytes", 1<<20, "largest SNS delivery body accepted (413 above); SNS caps the Message at 256 KiB, the JSON envelope and escaping add to it")
 	fs.DurationVar(&c.SNSCertTimeout, "sns-cert-timeout", 3*time.Second, "timeout to download an SNS signing certificate or confirm a subscription")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "data/spool", "directory of the durable spool")
 	fs.IntVar(&c.SpoolMaxMessages, "spool-max-messages", 100000, "bound on unfinished notifications; above it /sns answers 503")
