@@ -38,6 +38,7 @@ commands:
   deadletter list              list dead letters of a running relay
   deadletter redrive ID...     redrive dead letters (--all: every one)
   config                       print every setting with its RELAY_* variable
+  dev [send FILE.eml...]       local playground with stand-ins for S3/SES/SNS; send pushes mail through
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deadletter(ctx, args[1:], stdout, stderr)
 	case "config":
 		return printConfig(stdout)
+	case "dev":
+		return dev(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
