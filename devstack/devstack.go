@@ -504,7 +504,7 @@ func (st *Stack) Send(ctx context.Context, raw []byte, recipients []string) (Sen
 		res.Answer = answer
 		st.track.refused(res.SESMessageID)
 	}
-	st.log.Info("delivered to the relay", "ses_message_id", res.SESMessageID, "sns_message_id", res.SNSMessageID,
+	st.log.Debug("delivered to the relay", "ses_message_id", res.SESMessageID, "sns_message_id", res.SNSMessageID,
 		"recipients", recipients, "answer", code)
 	return res, nil
 }

@@ -51,7 +51,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	healthListen := fs.String("health-listen", devstack.DefaultHealthListen, "relay health listener (/livez, /readyz, /metrics)")
 	adminListen := fs.String("admin-listen", devstack.DefaultAdminListen, "relay admin API listener (dead letters)")
 	control := fs.String("control", devstack.DefaultControlAddr, "control server of the playground (loopback only)")
-	logLevel := fs.String("log-level", "info", "relay log level on stderr: debug, info, warn or error")
+	logLevel := fs.String("log-level", "warn", "relay log level on stderr: debug, info (every step of every mail), warn or error")
 	noSample := fs.Bool("no-sample", false, "do not push the bundled sample mail on a fresh --dir")
 	if err := fs.Parse(args); err != nil {
 		return err
