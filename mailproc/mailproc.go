@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,7 +239,7 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 
 	case failure.IsPermanent(res.err):
 		reason := failure.ReasonOf(res.err)
-		if err := q.DeadLetter(e.ID, reason+": "+res.err.Error()); err != nil {
+		if err := q.DeadLetter(e.ID, withReason(reason, res.err)); err != nil {
 			log.Error("dead-letter failed", "err", err)
 			q.Release(e.ID)
 			return
@@ -249,7 +250,7 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 	default:
 		reason := failure.ReasonOf(res.err)
 		if p.cfg.Now().Sub(e.EnqueuedAt) > p.cfg.RetryMaxAge {
-			if err := q.DeadLetter(e.ID, "retries_exhausted: "+reason+": "+res.err.Error()); err != nil {
+			if err := q.DeadLetter(e.ID, "retries_exhausted: "+withReason(reason, res.err)); err != nil {
 				log.Error("dead-letter failed", "err", err)
 				q.Release(e.ID)
 				return
@@ -259,7 +260,7 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			return
 		}
 		at := p.cfg.Now().Add(p.backoff(e.Attempts))
-		if err := q.Retry(e.ID, at, reason+": "+res.err.Error()); err != nil {
+		if err := q.Retry(e.ID, at, withReason(reason, res.err)); err != nil {
 			log.Error("spool retry failed", "err", err)
 			q.Release(e.ID)
 			return
@@ -267,6 +268,16 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 		m.WithLabelValues(telemetry.MsgRetried, reason).Inc()
 		log.Warn("will retry", "reason", reason, "err", res.err, "at", at)
 	}
+}
+
+// withReason is the text stored with an entry: the reason first (operators
+// and alerts key on it), then the error, without saying the reason twice.
+func withReason(reason string, err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, reason) {
+		return msg
+	}
+	return reason + ": " + msg
 }
 
 // backoff is exponential from RetryMin, capped at RetryMax, with full

@@ -3,6 +3,8 @@
 // bounded worker pool fetches, rewrites and re-sends each mail through SES.
 //
 //	mailrelay serve                       run the relay (flags or RELAY_* variables)
+//	mailrelay dev                         the local playground with in-process S3/SNS/SES stand-ins
+//	mailrelay dev send FILE.eml...        push mail through a running playground
 //	mailrelay deadletter list             list dead letters of a running relay
 //	mailrelay deadletter redrive ID...    put dead letters back into the spool (--all for all)
 //	mailrelay config                      print the configuration table
@@ -23,10 +25,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "mailrelay:", err)
-		}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "mailrelay:", err)
 		os.Exit(1)
 	}
 }
