@@ -95,6 +95,9 @@ type Spool struct {
 // Open opens (creating if needed) the spool in dir and rebuilds the index of
 // pending entries.
 func Open(dir string, opts Options) (*Spool, error) {
+	if dir == "" {
+		return nil, errors.New("spool: empty directory")
+	}
 	s := &Spool{
 		log:       opts.Logger,
 		now:       opts.Now,
