@@ -43,9 +43,11 @@ type RedriveRequest struct {
 	All bool     `json:"all,omitempty"`
 }
 
-// RedriveResponse says how many entries went back to the spool.
+// RedriveResponse says how many entries went back to the spool, and which
+// of the named ids were not dead letters (the others were redriven).
 type RedriveResponse struct {
-	Redriven int `json:"redriven"`
+	Redriven int    `json:"redriven"`
+	NotFound string `json:"not_found,omitempty"`
 }
 
 // Handler returns the admin API.
@@ -87,6 +89,11 @@ func Handler(s Store, log *slog.Logger) http.Handler {
 		}
 		n, err := s.Redrive(req.IDs...)
 		switch {
+		case errors.Is(err, spool.ErrNotFound) && n > 0:
+			// Partial: the known ids went back; say which were unknown.
+			log.Info("dead letters redriven", "count", n, "not_found", err.Error())
+			writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n, NotFound: err.Error()})
+			return
 		case errors.Is(err, spool.ErrNotFound):
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
@@ -131,16 +138,17 @@ func (c *Client) List(ctx context.Context, limit int) ([]Item, error) {
 	return items, c.do(req, &items)
 }
 
-// Redrive puts the named dead letters (or all) back into the spool.
-func (c *Client) Redrive(ctx context.Context, ids []string, all bool) (int, error) {
+// Redrive puts the named dead letters (or all) back into the spool. A
+// partial success has Redriven > 0 and NotFound naming the unknown ids.
+func (c *Client) Redrive(ctx context.Context, ids []string, all bool) (RedriveResponse, error) {
 	body, _ := json.Marshal(RedriveRequest{IDs: ids, All: all})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/deadletters/redrive", bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return RedriveResponse{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	var resp RedriveResponse
-	return resp.Redriven, c.do(req, &resp)
+	return resp, c.do(req, &resp)
 }
 
 func (c *Client) do(req *http.Request, out any) error {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -31,15 +32,22 @@ func (f *fakeStore) Redrive(ids ...string) (int, error) {
 		f.dead = nil
 		return n, nil
 	}
+	n := 0
+	var missing []string
 	for _, id := range ids {
 		i := slices.IndexFunc(f.dead, func(d spool.DeadLetter) bool { return d.ID == id })
 		if i < 0 {
-			return 0, spool.ErrNotFound
+			missing = append(missing, id)
+			continue
 		}
+		n++
 		f.redriven = append(f.redriven, id)
 		f.dead = slices.Delete(f.dead, i, i+1)
 	}
-	return len(ids), nil
+	if len(missing) > 0 {
+		return n, fmt.Errorf("%w: dead letters %s", spool.ErrNotFound, strings.Join(missing, ", "))
+	}
+	return n, nil
 }
 
 func TestListAndRedrive(t *testing.T) {
@@ -61,8 +69,8 @@ func TestListAndRedrive(t *testing.T) {
 	if len(items) != 2 || items[0].ID != "a" || items[0].Bytes != 3 || !strings.HasPrefix(items[0].Reason, "malformed_mail") {
 		t.Fatalf("list = %+v", items)
 	}
-	if n, err := c.Redrive(ctx, []string{"b"}, false); err != nil || n != 1 {
-		t.Fatalf("redrive b = %d, %v", n, err)
+	if r, err := c.Redrive(ctx, []string{"b"}, false); err != nil || r.Redriven != 1 || r.NotFound != "" {
+		t.Fatalf("redrive b = %+v, %v", r, err)
 	}
 	if _, err := c.Redrive(ctx, []string{"zzz"}, false); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("unknown id: %v", err)
@@ -70,8 +78,12 @@ func TestListAndRedrive(t *testing.T) {
 	if _, err := c.Redrive(ctx, nil, false); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("neither ids nor all: %v", err)
 	}
-	if n, err := c.Redrive(ctx, nil, true); err != nil || n != 2 {
-		t.Fatalf("redrive all = %d, %v", n, err)
+	// Partial: a is redriven, zzz is reported, nothing is hidden.
+	if r, err := c.Redrive(ctx, []string{"a", "zzz"}, false); err != nil || r.Redriven != 1 || !strings.Contains(r.NotFound, "zzz") {
+		t.Fatalf("partial redrive = %+v, %v", r, err)
+	}
+	if r, err := c.Redrive(ctx, nil, true); err != nil || r.Redriven != 1 {
+		t.Fatalf("redrive all = %+v, %v", r, err)
 	}
 	if !slices.Equal(fs.redriven, []string{"b", "a", "c"}) {
 		t.Errorf("redriven %q", fs.redriven)

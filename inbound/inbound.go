@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -74,7 +75,22 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Logger, if set, logs every delivery's outcome.
 	Logger *slog.Logger
+	// StoreTimeout bounds how long a request waits for its durable write
+	// (default DefaultStoreTimeout). A write still running then is answered
+	// 503; if it completes, SNS's retry is recognised as a duplicate. A
+	// stalled disk therefore cannot hold inbound connections (incident 004).
+	StoreTimeout time.Duration
+	// MaxPendingWrites bounds writes still running after their request was
+	// answered (default DefaultMaxPendingWrites); past it, deliveries are
+	// answered 503 at once.
+	MaxPendingWrites int64
 }
+
+// Defaults of Config.StoreTimeout and Config.MaxPendingWrites.
+const (
+	DefaultStoreTimeout     = 5 * time.Second
+	DefaultMaxPendingWrites = 1024
+)
 
 // Handler serves POST /sns.
 type Handler struct {
@@ -87,6 +103,10 @@ type Handler struct {
 	metrics    *telemetry.Metrics
 	log        *slog.Logger
 	now        func() time.Time
+
+	storeTimeout time.Duration
+	maxPending   int64
+	pending      atomic.Int64 // store writes in progress
 }
 
 // New validates cfg and returns a Handler.
@@ -100,6 +120,15 @@ func New(cfg Config) (*Handler, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      time.Now,
+
+		storeTimeout: cfg.StoreTimeout,
+		maxPending:   cfg.MaxPendingWrites,
+	}
+	if h.storeTimeout <= 0 {
+		h.storeTimeout = DefaultStoreTimeout
+	}
+	if h.maxPending <= 0 {
+		h.maxPending = DefaultMaxPendingWrites
 	}
 	for _, t := range cfg.TopicARNs {
 		if t = strings.TrimSpace(t); t != "" {
@@ -282,7 +311,7 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 		kind, o.sesID = n.NotificationType, n.Mail.MessageID
 	}
 	o.kind = kind
-	dup, err := h.store.Put(ctx, spool.Entry{
+	dup, err := h.put(ctx, spool.Entry{
 		ID:         m.MessageId,
 		Kind:       kind,
 		TopicARN:   m.TopicArn,
@@ -292,6 +321,11 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		o.set(http.StatusServiceUnavailable, "spool_full", err)
+	case errors.Is(err, spool.ErrInvalidID):
+		// Final: SNS would retry this id for an hour to the same answer.
+		o.set(http.StatusBadRequest, "invalid_message_id", err)
+	case errors.Is(err, errStoreTimeout), errors.Is(err, errTooManyWrites):
+		o.set(http.StatusServiceUnavailable, "store_slow", err)
 	case err != nil:
 		o.set(http.StatusServiceUnavailable, "store_failed", err)
 	case dup:
@@ -300,6 +334,51 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 		o.set(http.StatusOK, "stored_unrecognised", perr)
 	default:
 		o.set(http.StatusOK, "stored", nil)
+	}
+}
+
+var (
+	errStoreTimeout  = errors.New("inbound: durable write still running")
+	errTooManyWrites = errors.New("inbound: too many durable writes in progress")
+)
+
+// put runs the store's write, waiting at most storeTimeout. The write
+// itself is not abandoned: it finishes (or fails) in the background and is
+// counted until then, so a stalled disk shows up as 503s, not as held
+// connections, and never as an acknowledged but unwritten notification.
+func (h *Handler) put(ctx context.Context, e spool.Entry) (bool, error) {
+	if h.pending.Add(1) > h.maxPending {
+		h.pending.Add(-1)
+		return false, errTooManyWrites
+	}
+	type result struct {
+		dup    bool
+		err    error
+		panicv any
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer h.pending.Add(-1)
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{panicv: r}
+			}
+		}()
+		dup, err := h.store.Put(context.WithoutCancel(ctx), e)
+		done <- result{dup: dup, err: err}
+	}()
+	t := time.NewTimer(h.storeTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.panicv != nil {
+			panic(r.panicv) // to the request's recovery: 500 and counted
+		}
+		return r.dup, r.err
+	case <-t.C:
+		return false, errStoreTimeout
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
 }
 

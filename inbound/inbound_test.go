@@ -49,11 +49,18 @@ type memStore struct {
 	puts    int
 	err     error
 	panics  bool
+	block   chan struct{} // when set, Put waits for it to close (a stalled disk)
 }
 
 func newMemStore() *memStore { return &memStore{entries: map[string]spool.Entry{}} }
 
 func (s *memStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
+	s.mu.Lock()
+	block := s.block
+	s.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.puts++
@@ -115,6 +122,8 @@ type env struct {
 type envOptions struct {
 	fetchTimeout time.Duration
 	maxBody      int64
+	storeTimeout time.Duration
+	maxPending   int64
 }
 
 func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
@@ -158,6 +167,9 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 		Draining:     e.draining.Load,
 		Metrics:      e.metrics,
 		Logger:       logger,
+
+		StoreTimeout:     o.storeTimeout,
+		MaxPendingWrites: o.maxPending,
 	})
 	if err != nil {
 		t.Fatal(err)

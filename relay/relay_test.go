@@ -313,8 +313,8 @@ func TestPermanentFailureDeadLetteredAndRedriven(t *testing.T) {
 	if err := h.s3.Put(testBucket, "inbound/ses-p1", testMail(7)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.Redrive(ctx, []string{"p1"}, false); err != nil || n != 1 {
-		t.Fatalf("redrive = %d, %v", n, err)
+	if r, err := c.Redrive(ctx, []string{"p1"}, false); err != nil || r.Redriven != 1 {
+		t.Fatalf("redrive = %+v, %v", r, err)
 	}
 	h.waitSent(1)
 	if items, err := c.List(ctx, 10); err != nil || len(items) != 0 {

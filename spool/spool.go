@@ -308,6 +308,22 @@ func (s *Spool) claim(ctx context.Context, id string) (pending bool, err error) 
 	}
 }
 
+// settle waits for an operation in progress on the pending entry id (its
+// item lock) and reports whether the entry has left the index since.
+func (s *Spool) settle(id string) bool {
+	s.mu.Lock()
+	it := s.items[id]
+	s.mu.Unlock()
+	if it == nil {
+		return true
+	}
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return it.removed
+}
+
 // unclaimLocked ends a claim taken by claim.
 func (s *Spool) unclaimLocked(id string) {
 	close(s.claims[id])
@@ -843,6 +859,13 @@ func (s *Spool) redriveChunk(ids []string) (moved int, missing []string, rerr er
 		pending, err := s.claim(context.Background(), id)
 		if err != nil {
 			return 0, missing, err
+		}
+		if pending && s.settle(id) {
+			// A DeadLetter of id was finishing (its write is visible to
+			// readers before the index forgets the entry); now it is done.
+			if pending, err = s.claim(context.Background(), id); err != nil {
+				return 0, missing, err
+			}
 		}
 		if pending {
 			// A dead-lettered id cannot be pending: Put sees d/ as a duplicate.

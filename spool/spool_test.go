@@ -837,3 +837,49 @@ func FuzzRecords(f *testing.F) {
 		}
 	})
 }
+
+// A dead letter is visible to DeadLetters as soon as its write lands, a
+// moment before DeadLetter returns; a redrive in that moment must find it.
+func TestRedriveRightAfterDeadLetter(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 50 {
+		id := fmt.Sprintf("race-%d", i)
+		if _, err := s.Put(ctx, Entry{ID: id, Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.DeadLetter(e.ID, "test") }()
+		// Redrive as soon as the dead letter can be listed.
+		for {
+			dls, err := s.DeadLetters(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dls) == 1 {
+				break
+			}
+		}
+		if n, err := s.Redrive(id); err != nil || n != 1 {
+			t.Fatalf("redrive %s = %d, %v", id, n, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		e, err = s.Next(ctx)
+		if err != nil || e.ID != id {
+			t.Fatalf("next after redrive = %q, %v", e.ID, err)
+		}
+		if err := s.Complete(e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

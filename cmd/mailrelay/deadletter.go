@@ -46,11 +46,14 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *all == (fs.NArg() > 0) {
 			return errors.New("deadletter redrive: give ids or --all")
 		}
-		n, err := c.Redrive(ctx, fs.Args(), *all)
+		resp, err := c.Redrive(ctx, fs.Args(), *all)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "redriven: %d\n", n)
+		fmt.Fprintf(stdout, "redriven: %d\n", resp.Redriven)
+		if resp.NotFound != "" {
+			return errors.New(resp.NotFound)
+		}
 		return nil
 	}
 	return fmt.Errorf("deadletter: unknown subcommand %q", args[0])
