@@ -1,0 +1,44 @@
+output "sns_topic_arn" {
+  description = "The inbound topic: the relay's RELAY_SNS_TOPIC_ARNS (Helm value config.RELAY_SNS_TOPIC_ARNS)."
+  value       = aws_sns_topic.inbound.arn
+}
+
+output "irsa_role_arn" {
+  description = "The relay's IAM role: Helm value serviceAccount.roleArn."
+  value       = aws_iam_role.relay.arn
+}
+
+output "bucket_name" {
+  description = "The bucket SES stores received mail in."
+  value       = aws_s3_bucket.inbound.id
+}
+
+output "sns_dlq_url" {
+  description = "URL of the subscription's dead-letter queue (drain it back into the relay after an outage)."
+  value       = aws_sqs_queue.sns_dlq.id
+}
+
+output "sns_dlq_name" {
+  description = "Name of the dead-letter queue, the queue_name label of the CloudWatch exporter's metric in the MailrelaySNSDeadLetterQueueNotEmpty alert."
+  value       = aws_sqs_queue.sns_dlq.name
+}
+
+output "feedback_topic_arn" {
+  description = "Topic of the configuration set's Bounce and Complaint events."
+  value       = aws_sns_topic.feedback.arn
+}
+
+output "configuration_set_name" {
+  description = "SES configuration set of the relay identities."
+  value       = aws_sesv2_configuration_set.relay.configuration_set_name
+}
+
+output "mx_record" {
+  description = "MX record value for each relay domain: mail goes to SES inbound in this region."
+  value       = "10 inbound-smtp.${local.region}.amazonaws.com"
+}
+
+output "dkim_tokens" {
+  description = "Easy DKIM tokens per relay domain: publish CNAME <token>._domainkey.<domain> -> <token>.dkim.amazonses.com."
+  value       = { for d, id in aws_sesv2_email_identity.relay : d => id.dkim_signing_attributes[0].tokens }
+}
