@@ -105,6 +105,10 @@ type Report struct {
 	// false when some never was.
 	DrainAfterFault     time.Duration
 	FaultBacklogCleared bool
+	// DrainAfterFault99 is the time from FaultEnd until 99% of those
+	// copies were forwarded: the tail above it is mail waiting out its
+	// retry backoff.
+	DrainAfterFault99 time.Duration
 	// DrainAfterLoad is the time from the end of the load until the spool
 	// was empty and every acknowledged mail forwarded; Drained is false
 	// when that did not happen within DrainTimeout.
@@ -119,6 +123,12 @@ type Report struct {
 
 	PeakRSS, PeakHeap                              float64 // bytes, whole process
 	StartGoroutines, PeakGoroutines, EndGoroutines int
+
+	// Retries counts mailrelay_messages_total{outcome="retried"} by
+	// reason; Calls counts mailrelay_external_call_duration_seconds
+	// observations by "service outcome".
+	Retries map[string]int
+	Calls   map[string]int
 
 	S3Requests, SESRequests int64 // requests that reached the injectors
 	FaultHits               []FaultHits
@@ -330,7 +340,7 @@ func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, 
 	// acknowledged by the end of the faults.
 	if r.FaultEnd > 0 {
 		r.FaultBacklogCleared = true
-		var lastFwd time.Duration
+		var fwd []time.Duration
 		for _, m := range g.mails {
 			if !m.acked || m.ackAt > r.FaultEnd {
 				continue
@@ -341,11 +351,33 @@ func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, 
 					r.FaultBacklogCleared = false
 					continue
 				}
-				lastFwd = max(lastFwd, at)
+				fwd = append(fwd, max(0, at-r.FaultEnd))
 			}
 		}
+		l := latencyOf(fwd)
 		if r.FaultBacklogCleared {
-			r.DrainAfterFault = max(0, lastFwd-r.FaultEnd)
+			r.DrainAfterFault = l.Max
+		}
+		r.DrainAfterFault99 = l.P99
+	}
+
+	r.Retries, r.Calls = map[string]int{}, map[string]int{}
+	if mfs, err := e.metrics.Registry.Gather(); err == nil {
+		for _, mf := range mfs {
+			for _, metric := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range metric.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				switch mf.GetName() {
+				case "mailrelay_messages_total":
+					if labels["outcome"] == "retried" {
+						r.Retries[labels["reason"]] += int(metric.GetCounter().GetValue())
+					}
+				case "mailrelay_external_call_duration_seconds":
+					r.Calls[labels["service"]+" "+labels["outcome"]] += int(metric.GetHistogram().GetSampleCount())
+				}
+			}
 		}
 	}
 
@@ -429,6 +461,23 @@ func ms(d time.Duration) string {
 	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
+// counts renders a map as "key n, key n" in key order.
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func mib(b float64) string { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
 
 // String renders the report as Markdown: the summary table, the breaker
@@ -479,6 +528,9 @@ func (r *Report) String() string {
 			w("| drain after fault end (%s) | not drained |\n", r.FaultEnd)
 		}
 	}
+	if r.FaultEnd > 0 {
+		w("| 99%% of that backlog forwarded after | %s |\n", ms(r.DrainAfterFault99))
+	}
 	if r.Drained {
 		w("| drain after load end | %s |\n", ms(r.DrainAfterLoad))
 	} else {
@@ -489,6 +541,8 @@ func (r *Report) String() string {
 	w("| unexpected forwards / dead letters | %d / %d |\n", r.Unexpected, r.DeadLetters)
 	w("| peak RSS / heap in use (whole process) | %s / %s |\n", mib(r.PeakRSS), mib(r.PeakHeap))
 	w("| goroutines start / peak / end | %d / %d / %d |\n", r.StartGoroutines, r.PeakGoroutines, r.EndGoroutines)
+	w("| relay retries by reason | %s |\n", counts(r.Retries))
+	w("| external calls by outcome | %s |\n", counts(r.Calls))
 	w("| requests to S3 / SES | %d / %d |\n", r.S3Requests, r.SESRequests)
 	for _, h := range r.FaultHits {
 		w("| requests hit by %s | %d |\n", h.Phase, h.Hits)
