@@ -57,6 +57,7 @@ type serviceMonitor struct {
 		Endpoints []struct {
 			Port          string `json:"port"`
 			Path          string `json:"path"`
+			HonorLabels   bool   `json:"honorLabels"`
 			Interval      string `json:"interval"`
 			ScrapeTimeout string `json:"scrapeTimeout"`
 		} `json:"endpoints"`
@@ -531,6 +532,9 @@ func checkMonitoring(t *testing.T, r *rendered) {
 		}
 		if !found || ep.Path != "/metrics" {
 			t.Errorf("ServiceMonitor scrapes port %q path %q, want the health port's /metrics", ep.Port, ep.Path)
+		}
+		if !ep.HonorLabels {
+			t.Error("ServiceMonitor must honor labels: the relay's label service collides with the target label service")
 		}
 		if !selected[0].Spec.PublishNotReadyAddresses {
 			t.Error("the metrics Service must publish not-ready pods: a full spool makes a pod not ready")
