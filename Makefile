@@ -31,6 +31,13 @@ fuzz:
 	  done; \
 	done
 
+# Against a real LocalStack on this machine (host mode; the venv is
+# installed once by localstack/run.sh): the real binary as a separate process,
+# the corpus of sample mails, and a kill -9 with restart mid-run.
+e2e: build
+	localstack/run.sh start
+	MAILRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 10m ./e2e
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
