@@ -59,7 +59,7 @@ const (
 	DefaultMaxObjectBytes int64 = 40 << 20
 
 	DefaultBreakerFailures    = 5
-	DefaultBreakerOpenTimeout = 30 * time.Second
+	DefaultBreakerOpenTimeout = 10 * time.Second
 	DefaultBreakerHalfOpenMax = 1
 
 	// maxAttemptsCap is the hard ceiling on SDK attempts per call.

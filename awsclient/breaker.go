@@ -109,3 +109,12 @@ func (d *dependency) do(ctx context.Context, op string, timeout time.Duration, f
 
 // State returns the breaker's current state.
 func (d *dependency) state() gobreaker.State { return d.breaker.State() }
+
+// Available reports whether S3 is worth calling: false while its breaker
+// is open. The pool asks before downloading, so that waiting mail does not
+// cost a spool write and a log line per rejected call.
+func (s *S3) Available() bool { return s.BreakerState() != gobreaker.StateOpen }
+
+// Available reports whether SES is worth calling: false while its breaker
+// is open. The pool asks before downloading a mail it could not send.
+func (s *SES) Available() bool { return s.BreakerState() != gobreaker.StateOpen }

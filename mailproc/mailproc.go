@@ -58,6 +58,14 @@ type Resolver interface {
 	Resolve(ctx context.Context, address string) (aliases.Route, error)
 }
 
+// availability is implemented by dependencies behind a circuit breaker
+// (awsclient's S3 and SES): false while the breaker is open.
+type availability interface{ Available() bool }
+
+// ReasonUnavailable is the retry reason of a mail postponed because a
+// dependency's breaker is open.
+const ReasonUnavailable = "breaker_open"
+
 // Policy says which receipt verdicts drop a mail and what else to do.
 type Policy struct {
 	DropSpam          bool
@@ -84,6 +92,11 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// RetryMaxAge: a message failing for longer is dead-lettered.
 	RetryMaxAge time.Duration
+	// BreakerDelay is how long a mail waits when a dependency's breaker is
+	// open (jittered over its upper half; default 10s). It does not grow
+	// with attempts: once the breaker closes, waiting mail goes at once
+	// instead of sitting out an exponential backoff it never earned.
+	BreakerDelay time.Duration
 	// InFlightBytes bounds the raw mail bytes held by all workers at once.
 	InFlightBytes int64
 
@@ -120,6 +133,9 @@ func New(cfg Config) (*Pool, error) {
 	}
 	if cfg.RetryMaxAge <= 0 {
 		cfg.RetryMaxAge = 24 * time.Hour
+	}
+	if cfg.BreakerDelay <= 0 {
+		cfg.BreakerDelay = 10 * time.Second
 	}
 	if cfg.Policy.MaxMessageBytes <= 0 {
 		cfg.Policy.MaxMessageBytes = 10 << 20
@@ -259,14 +275,19 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			log.Warn("dead-lettered after retrying too long", "reason", reason, "err", res.err)
 			return
 		}
-		at := p.cfg.Now().Add(p.backoff(e.Attempts))
+		delay, level := p.backoff(e.Attempts), slog.LevelWarn
+		if reason == ReasonUnavailable {
+			half := p.cfg.BreakerDelay / 2
+			delay, level = half+rand.N(half+1), slog.LevelDebug
+		}
+		at := p.cfg.Now().Add(delay)
 		if err := q.Retry(e.ID, at, withReason(reason, res.err)); err != nil {
 			log.Error("spool retry failed", "err", err)
 			q.Release(e.ID)
 			return
 		}
 		m.WithLabelValues(telemetry.MsgRetried, reason).Inc()
-		log.Warn("will retry", "reason", reason, "err", res.err, "at", at)
+		log.Log(ctx, level, "will retry", "reason", reason, "err", res.err, "at", at)
 	}
 }
 

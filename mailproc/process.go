@@ -40,6 +40,8 @@ type group struct {
 // key identifies the copy in the spool's sent-record.
 func (g group) key() string { return g.alias + ">" + strings.Join(g.forwardTo, ",") }
 
+var errUnavailable = errors.New("a dependency's circuit breaker is open")
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
@@ -88,6 +90,15 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			res.dropped = []string{"no_recipient"}
 		}
 		return res
+	}
+
+	// Do not download a mail that cannot be sent now, nor ask S3 while
+	// its breaker is open.
+	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
+		if a, ok := dep.(availability); ok && !a.Available() {
+			res.err = failure.Transient(ReasonUnavailable, errUnavailable)
+			return res
+		}
 	}
 
 	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we

@@ -1,0 +1,52 @@
+package mailproc
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gatedSender is a fakeSender behind a breaker that can be opened.
+type gatedSender struct {
+	*fakeSender
+	open atomic.Bool
+}
+
+func (s *gatedSender) Available() bool { return !s.open.Load() }
+
+// While SES's breaker is open a mail is neither downloaded nor sent; it
+// waits a fixed, jittered BreakerDelay (not an exponential backoff), and
+// goes out on the first attempt after the breaker closes.
+func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
+	gs := &gatedSender{fakeSender: &fakeSender{}}
+	gs.open.Store(true)
+	e := newEnv(t, func(c *Config) { c.Sender = gs; c.BreakerDelay = 8 * time.Second })
+	ctx := context.Background()
+
+	e.run(ctx, newEntry("sns-b", s3Notification(t, nil)))
+	for attempt := 1; attempt < 6; attempt++ {
+		e.p.handle(ctx, e.q.entry(t, "sns-b"))
+	}
+	if gets, _ := e.store.counts(); gets != 0 {
+		t.Fatalf("downloaded %d times while SES's breaker was open", gets)
+	}
+	if len(e.q.retries) != 6 {
+		t.Fatalf("%d retries, want 6", len(e.q.retries))
+	}
+	for i, r := range e.q.retries {
+		lo, hi := testNow.Add(4*time.Second), testNow.Add(8*time.Second)
+		if r.at.Before(lo) || r.at.After(hi) || !strings.HasPrefix(r.reason, ReasonUnavailable) {
+			t.Errorf("retry %d at %v (%q), want in [%v, %v] with reason %s", i, r.at, r.reason, lo, hi, ReasonUnavailable)
+		}
+	}
+	gs.open.Store(false)
+	e.p.handle(ctx, e.q.entry(t, "sns-b"))
+	if len(e.q.completed) != 1 || len(gs.sent()) != 1 {
+		t.Fatalf("after the breaker closed: %d completed, %d sent", len(e.q.completed), len(gs.sent()))
+	}
+	if gets, _ := e.store.counts(); gets != 1 {
+		t.Errorf("%d downloads, want 1", gets)
+	}
+}
