@@ -4,7 +4,7 @@ BIN     := bin/mailrelay
 PKGS    := ./...
 FUZZTIME ?= 5s
 
-.PHONY: all build run test vet fuzz bench e2e clean
+.PHONY: all build run test vet fuzz bench e2e incident clean
 
 all: build
 
@@ -37,6 +37,12 @@ fuzz:
 e2e: build
 	localstack/run.sh start
 	MAILRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 10m ./e2e
+
+# Replay incident 004 against the in-process relay: 200/s for 2 minutes while
+# S3 turns slow (30 s) and then hangs; prints the report (health, acks,
+# breakers, backlog, drain, lost and duplicated forwards).
+incident:
+	$(GO) run ./cmd/mailrelay-load
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
