@@ -235,7 +235,17 @@ func (tf *Terraform) CheckReferences() error {
 		}
 	}
 	for _, b := range tf.Blocks {
-		walk(b.Body, map[string]bool{})
+		body := b.Body
+		if b.Type == "variable" {
+			// type = string is a type constraint, not a reference.
+			body = &hclsyntax.Body{Blocks: b.Body.Blocks, Attributes: hclsyntax.Attributes{}}
+			for name, a := range b.Body.Attributes {
+				if name != "type" {
+					body.Attributes[name] = a
+				}
+			}
+		}
+		walk(body, map[string]bool{})
 	}
 	return errors.Join(errs...)
 }
