@@ -19,10 +19,11 @@
 #   LOCALSTACK_STATE          pid file, log, env file, LocalStack's FILESYSTEM_ROOT
 #                             (default $REPO/.localstack)
 #   LOCALSTACK_PORT           gateway port on 127.0.0.1 (default 4566)
-#   LOCALSTACK_PYTHON         interpreter for the venv (default: newest of 3.13, 3.12, 3.11 found)
+#   LOCALSTACK_PYTHON         interpreter for the venv, 3.12 or 3.13 (default: the newest found)
 #   LOCALSTACK_START_TIMEOUT  seconds to wait for health and init hooks (default 120)
 #   LOCALSTACK_STOP_TIMEOUT   seconds between TERM and KILL (default 20)
 #   LOCALSTACK_DEBUG          1: LocalStack's DEBUG logging
+#   LOCALSTACK_NO_UV          1: install with pip, not uv (minutes instead of seconds)
 #   and the hook's variables (see init/ready.d/10-mailrelay.sh), e.g. RELAY_SNS_ENDPOINT.
 set -euo pipefail
 
@@ -42,8 +43,18 @@ envfile=$state/mailrelay.env
 fsroot=$state/fs
 uv_version=0.13.9 # used only when no uv is on PATH
 
+# Python may be told not to write .pyc files (PYTHONDONTWRITEBYTECODE=1 is set on these
+# machines); LocalStack then compiles ~2000 modules on every start (13 s instead of 5 s). Let it
+# cache them in the venv: compiling the whole venv at install would take 27 s more.
+unset PYTHONDONTWRITEBYTECODE
+
 say() { echo "localstack/run.sh: $*" >&2; }
 die() {
+	say "$*"
+	exit 1
+}
+# die_log is die with the tail of LocalStack's log.
+die_log() {
 	say "$*"
 	if [ -s "$logfile" ]; then
 		echo "---- last 60 lines of $logfile ----" >&2
@@ -62,19 +73,23 @@ with_lock() {
 	"$@"
 }
 
-# find_python prints an interpreter usable for the venv: LocalStack 4.14 needs >= 3.10, the
-# lock is for >= 3.11; 3.13 (the LocalStack image's) is preferred, as on 3.11 LocalStack's
-# Lambda plugin fails to import (harmless here, but it logs tracebacks).
+# find_python prints an interpreter for the venv. LocalStack 4.14 claims Python >= 3.10 but
+# uses 3.12 syntax (PEP 695 generics in localstack/services/stores.py: S3, SNS, SQS fail to
+# load on 3.11), and its image runs 3.13; pyenv's 3.13 and 3.12 are looked for first.
 find_python() {
-	local root=${PYENV_ROOT:-$HOME/.pyenv} c
-	local cands=("${LOCALSTACK_PYTHON:-}")
-	for v in 3.13 3.12; do
-		cands+=($(ls -d "$root"/versions/"$v".*/bin/python3 2>/dev/null | sort -rV) "python$v")
-	done
-	cands+=(python3 python3.11)
+	local root=${PYENV_ROOT:-$HOME/.pyenv} c v
+	local cands=()
+	if [ -n "${LOCALSTACK_PYTHON:-}" ]; then
+		cands=("$LOCALSTACK_PYTHON") # only this one
+	else
+		for v in 3.13 3.12; do
+			cands+=($(ls -d "$root"/versions/"$v".*/bin/python3 2>/dev/null | sort -rV) "python$v")
+		done
+		cands+=(python3)
+	fi
 	for c in "${cands[@]}"; do
 		[ -n "$c" ] || continue
-		if "$c" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' 2>/dev/null; then
+		if "$c" -c 'import sys; sys.exit(not (3, 12) <= sys.version_info[:2] < (3, 14))' 2>/dev/null; then
 			"$c" -c 'import sys; print(sys.executable)'
 			return 0
 		fi
@@ -86,8 +101,9 @@ find_python() {
 # interpreter changes (the stamp file records both).
 install() {
 	local py stamp want t0 uv
-	py=$(find_python) || die "no Python 3.11-3.13 found (set LOCALSTACK_PYTHON)"
-	want="$(sha256sum "$lockfile" | cut -d' ' -f1) $("$py" -c 'import sys; print(sys.version)' | head -n1)"
+	py=$(find_python) || die "no Python 3.12 or 3.13 found (LocalStack 4.14 needs one; set LOCALSTACK_PYTHON)"
+	# The stamp names what the venv was made from: bump recipe when install() changes.
+	want="recipe=2 $(sha256sum "$lockfile" | cut -d' ' -f1) $("$py" -c 'import sys; print(sys.version)' | head -n1)"
 	stamp=$venv/.mailrelay-stamp
 	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
 		return 0
@@ -99,7 +115,9 @@ install() {
 	"$py" -m venv "$venv" || die "venv creation failed"
 	# uv installs the ~110 pinned packages in seconds where pip takes minutes.
 	uv=$(command -v uv || true)
-	if [ -z "$uv" ]; then
+	if [ -n "${LOCALSTACK_NO_UV:-}" ]; then
+		uv=""
+	elif [ -z "$uv" ]; then
 		if "$venv/bin/python" -m pip install -q --disable-pip-version-check "uv==$uv_version"; then
 			uv=$venv/bin/uv
 		else
@@ -109,12 +127,18 @@ install() {
 	if [ -n "$uv" ]; then
 		# uv ignores pip's settings; pass on a mirror and CA bundle pip would use.
 		UV_INDEX_URL=${UV_INDEX_URL:-${PIP_INDEX_URL:-}} SSL_CERT_FILE=${SSL_CERT_FILE:-${PIP_CERT:-}} \
-			"$uv" pip install -q --python "$venv/bin/python" --compile-bytecode -r "$lockfile" ||
+			"$uv" pip install -q --python "$venv/bin/python" -r "$lockfile" ||
 			die "uv pip install failed"
 	else
 		"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$lockfile" ||
 			die "pip install failed"
 	fi
+	# LocalStack builds an index of all AWS service specs on its first start in a
+	# FILESYSTEM_ROOT (~5 s, and the process keeps ~350 MB more RSS). Build it once here, the way
+	# LocalStack's image does, into a static-libs directory that start links into place.
+	mkdir -p "$venv/localstack-fs/usr/lib/localstack"
+	OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$venv/localstack-fs" "$venv/bin/python" -m localstack.aws.spec ||
+		die "building LocalStack's service catalog failed"
 	echo "$want" >"$stamp"
 	say "venv ready in $(since "$t0")s"
 }
@@ -185,10 +209,10 @@ start() {
 	fi
 	install
 
-	rm -rf "$fsroot/tmp"
-	mkdir -p "$fsroot/etc/localstack"
-	rm -rf "$fsroot/etc/localstack/init"
+	rm -rf "$fsroot/tmp" "$fsroot/etc/localstack/init" "$fsroot/usr/lib/localstack"
+	mkdir -p "$fsroot/etc/localstack" "$fsroot/usr/lib"
 	ln -s "$here/init" "$fsroot/etc/localstack/init"
+	ln -s "$venv/localstack-fs/usr/lib/localstack" "$fsroot/usr/lib/localstack"
 	rm -f "$envfile"
 	: >>"$logfile"
 	echo "==== $(date -u +%FT%TZ) run.sh start" >>"$logfile"
@@ -218,14 +242,13 @@ start() {
 	while :; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			rm -f "$pidfile"
-			die "LocalStack (pid $pid) exited during startup"
+			die_log "LocalStack (pid $pid) exited during startup"
 		fi
-		if health_ok; then
-			st=$(init_state)
-			[ "$st" = error ] && fail_start "an init hook failed (see 10-mailrelay in the log)"
-			[ "$st" = done ] && break
-		fi
-		[ "$(date +%s)" -lt "$deadline" ] || fail_start "LocalStack not ready after ${start_timeout}s"
+		st=$(init_state)
+		[ "$st" = error ] && fail_start "an init hook failed (see its output in the log)"
+		[ "$st" = done ] && health_ok && break
+		[ "$(date +%s)" -lt "$deadline" ] ||
+			fail_start "LocalStack not ready after ${start_timeout}s; health: $(curl -s --max-time 3 "$url/_localstack/health" || echo none)"
 		sleep 0.5
 	done
 	say "LocalStack ready at $url in $(since "$t0")s (pid $pid, log $logfile)"
@@ -236,7 +259,7 @@ start() {
 # fail_start stops the LocalStack being started, so no half-started process is left, and fails.
 fail_start() {
 	stop >/dev/null 2>&1 || true
-	die "$*"
+	die_log "$*"
 }
 
 run_init() {
@@ -292,14 +315,17 @@ status() {
 }
 
 lock() {
-	local uv
+	local uv py
 	uv=$(command -v uv || true)
+	[ -n "$uv" ] || [ ! -x "$venv/bin/uv" ] || uv=$venv/bin/uv
 	if [ -z "$uv" ]; then
-		install
-		uv=$venv/bin/uv
+		py=$(find_python) || die "no Python 3.12 or 3.13 found"
+		"$py" -m venv "$state/uv-tool" && "$state/uv-tool/bin/python" -m pip install -q "uv==$uv_version" ||
+			die "could not install uv"
+		uv=$state/uv-tool/bin/uv
 	fi
-	# Resolved for 3.11, the oldest supported interpreter: the same pins install on 3.12 and 3.13.
-	(cd "$here" && "$uv" pip compile -q --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	# Resolved for 3.12, the oldest usable interpreter: the same pins install on 3.13.
+	(cd "$here" && "$uv" pip compile -q --python-version 3.12 --python-platform x86_64-unknown-linux-gnu \
 		--annotation-style line --custom-compile-command "localstack/run.sh lock" \
 		requirements.in -o requirements.lock)
 }

@@ -210,15 +210,16 @@ if env_file:
     ls_host = env("LOCALSTACK_HOST", "") or urllib.parse.urlsplit(endpoint).netloc
     if ":" not in ls_host:
         ls_host += ":4566"
-    # SigningCertURL is http://<LOCALSTACK_HOST>/_aws/sns/...pem and SubscribeURL is
-    # http://<LOCALSTACK_HOST>/?Action=ConfirmSubscription&...: one prefix covers both.
+    # SigningCertURL is http://<LOCALSTACK_HOST>/_aws/sns/SimpleNotificationService-....pem;
+    # SubscribeURL is http://<LOCALSTACK_HOST>/?Action=ConfirmSubscription&... (the relay allows a
+    # SubscribeURL on the scheme and host of an allowed prefix).
     values = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": region,
         "AWS_ACCESS_KEY_ID": key_id,
         "AWS_SECRET_ACCESS_KEY": secret,
         "RELAY_SNS_TOPIC_ARNS": topic_arn,
-        "RELAY_SNS_CERT_URL_PREFIXES": f"http://{ls_host}/",
+        "RELAY_SNS_CERT_URL_PREFIXES": f"http://{ls_host}/_aws/sns/",
         "MAILRELAY_BUCKET": bucket,
         "MAILRELAY_TOPIC_ARN": topic_arn,
         "MAILRELAY_DLQ_URL": dlq_url,
