@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -351,4 +352,18 @@ func FuzzParseDeliveryPolicy(f *testing.F) {
 			t.Fatalf("window %v..%v for valid %s", lo, hi, s)
 		}
 	})
+}
+
+// TestTerraformReadmeListsVariables keeps the README's table in step with variables.tf.
+func TestTerraformReadmeListsVariables(t *testing.T) {
+	tf, _ := loadTerraform(t)
+	b, err := os.ReadFile(terraformDir + "/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range tf.Find("variable") {
+		if !strings.Contains(string(b), "| `"+v.Labels[0]+"` |") {
+			t.Errorf("README.md does not document variable %s", v.Labels[0])
+		}
+	}
 }
