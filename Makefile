@@ -15,10 +15,12 @@ build:
 run:
 	$(GO) run ./cmd/mailrelay dev
 
-# The README's test command: unit and in-process end-to-end tests, with the
-# race detector, plus vet.
+# The README's test command: unit and in-process end-to-end tests with the
+# race detector, vet, and the deploy checks (Helm chart, Terraform,
+# dashboards and alerts; a separate module so Helm stays out of go.mod).
 test: vet
 	$(GO) test -race -count=1 $(PKGS)
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 vet:
 	$(GO) vet $(PKGS)
