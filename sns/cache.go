@@ -18,6 +18,7 @@ type lruEntry struct {
 	url     string
 	pub     *rsa.PublicKey
 	expires time.Time
+	fetched time.Time
 }
 
 func newLRU(max int) *lru {
@@ -43,19 +44,31 @@ func (c *lru) get(url string, now time.Time) (*rsa.PublicKey, bool) {
 
 // put stores pub for url until expires, evicting the least recently used
 // entries beyond max.
-func (c *lru) put(url string, pub *rsa.PublicKey, expires time.Time) {
+func (c *lru) put(url string, pub *rsa.PublicKey, expires, now time.Time) {
 	if el, ok := c.items[url]; ok {
 		e := el.Value.(*lruEntry)
-		e.pub, e.expires = pub, expires
+		e.pub, e.expires, e.fetched = pub, expires, now
 		c.order.MoveToFront(el)
 		return
 	}
-	c.items[url] = c.order.PushFront(&lruEntry{url: url, pub: pub, expires: expires})
+	c.items[url] = c.order.PushFront(&lruEntry{url: url, pub: pub, expires: expires, fetched: now})
 	for c.order.Len() > c.max {
 		last := c.order.Back()
 		c.order.Remove(last)
 		delete(c.items, last.Value.(*lruEntry).url)
 	}
+}
+
+// dropStale removes the entry for url if it was fetched at least minAge
+// before now, and reports whether it did.
+func (c *lru) dropStale(url string, now time.Time, minAge time.Duration) bool {
+	el, ok := c.items[url]
+	if !ok || now.Sub(el.Value.(*lruEntry).fetched) < minAge {
+		return false
+	}
+	c.order.Remove(el)
+	delete(c.items, url)
+	return true
 }
 
 // len reports the number of entries (tests).

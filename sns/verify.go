@@ -184,6 +184,35 @@ func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
+	err = verifyPKCS1(pub, hash, s, sig)
+	if err != nil && v.dropStale(m.SigningCertURL) {
+		// The key behind a URL can change (a LocalStack restart makes a new
+		// one at the same URL): a signature that fails against a key cached
+		// for a while gets one more try with a fresh download. At most one
+		// download per URL per RefetchAfter, so forged deliveries cannot
+		// turn into a download each.
+		if pub, err = v.publicKey(ctx, m.SigningCertURL); err != nil {
+			return err
+		}
+		err = verifyPKCS1(pub, hash, s, sig)
+	}
+	if err != nil {
+		return badSignature(err)
+	}
+	return nil
+}
+
+// RefetchAfter is how old a cached certificate must be before a failed
+// signature check downloads it again.
+const RefetchAfter = time.Minute
+
+func (v *Verifier) dropStale(certURL string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.cache.dropStale(certURL, v.now(), RefetchAfter)
+}
+
+func verifyPKCS1(pub *rsa.PublicKey, hash crypto.Hash, s, sig []byte) error {
 	var digest []byte
 	if hash == crypto.SHA1 {
 		h := sha1.Sum(s)
@@ -192,10 +221,7 @@ func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 		h := sha256.Sum256(s)
 		digest = h[:]
 	}
-	if err := rsa.VerifyPKCS1v15(pub, hash, digest, sig); err != nil {
-		return badSignature(err)
-	}
-	return nil
+	return rsa.VerifyPKCS1v15(pub, hash, digest, sig)
 }
 
 func badSignature(err error) error {
@@ -248,7 +274,7 @@ func (v *Verifier) download(ctx context.Context, certURL string, f *flight) {
 			if notAfter.Before(exp) {
 				exp = notAfter
 			}
-			v.cache.put(certURL, pub, exp)
+			v.cache.put(certURL, pub, exp, v.now())
 		}
 		delete(v.inflight, certURL)
 		v.mu.Unlock()
