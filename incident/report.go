@@ -2,6 +2,7 @@ package incident
 
 import (
 	"fmt"
+	"github.com/mailrelay/mailrelay/awsclient"
 	"math"
 	"net/http"
 	"slices"
@@ -202,10 +203,10 @@ func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, 
 		SESRequests:   e.sesf.requests.Load(),
 	}
 	if r.Relay.BreakerFailures == 0 {
-		r.Relay.BreakerFailures = 5 // awsclient.DefaultBreakerFailures
+		r.Relay.BreakerFailures = awsclient.DefaultBreakerFailures
 	}
 	if r.Relay.BreakerOpenTimeout == 0 {
-		r.Relay.BreakerOpenTimeout = 30 * time.Second // awsclient.DefaultBreakerOpenTimeout
+		r.Relay.BreakerOpenTimeout = awsclient.DefaultBreakerOpenTimeout
 	}
 	if drained {
 		r.DrainAfterLoad = max(0, drainAt-loadEnd)
