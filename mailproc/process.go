@@ -92,6 +92,16 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
+	// Every copy went out in an earlier attempt: a crash or shutdown came
+	// between the last sent-record and Complete, perhaps after the S3
+	// object was deleted. Finish without downloading it again (a missing
+	// object would otherwise dead-letter mail that was forwarded).
+	if allSent(groups, e.Sent) {
+		p.cleanup(ctx, n, log)
+		res.outcome, res.reason = telemetry.MsgForwarded, "ok"
+		return res
+	}
+
 	// Do not download a mail that cannot be sent now, nor ask S3 while
 	// its breaker is open.
 	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
@@ -161,6 +171,16 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	p.cleanup(ctx, n, log)
 	res.outcome, res.reason = telemetry.MsgForwarded, "ok"
 	return res
+}
+
+// allSent reports whether every group's copy is recorded in sent.
+func allSent(groups []group, sent map[string]string) bool {
+	for _, g := range groups {
+		if _, ok := sent[g.key()]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // verdict returns a drop reason per the policy, or "".

@@ -587,7 +587,9 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 		t.Errorf("mailrelay_messages_total %v, want %v", got, want)
 	}
 
-	// A third attempt (say after a crash before Complete stuck) sends nothing.
+	// A third attempt (say after a crash before Complete stuck, the S3
+	// object already deleted) neither downloads nor sends.
+	gets, _ := e.store.counts()
 	e.q.add(second)
 	e.q.mu.Lock()
 	e.q.entries["sns-1"].Sent = map[string]string{e.q.marks[0].key: "a", e.q.marks[1].key: "b"}
@@ -598,6 +600,9 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 	}
 	if len(e.q.completed) != 2 {
 		t.Errorf("attempt with every copy sent did not complete")
+	}
+	if g, _ := e.store.counts(); g != gets {
+		t.Errorf("attempt with every copy sent downloaded the mail again (%d gets, want %d)", g, gets)
 	}
 }
 
