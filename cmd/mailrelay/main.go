@@ -8,6 +8,8 @@
 //	mailrelay deadletter list             list dead letters of a running relay
 //	mailrelay deadletter redrive ID...    put dead letters back into the spool (--all for all)
 //	mailrelay config                      print the configuration table
+//	mailrelay redrive-sns-dlq --queue-url URL  re-POST the SNS dead-letter queue to the relay
+//	mailrelay reconcile --bucket B --since T   find mail in S3 the relay never processed
 package main
 
 import (
@@ -42,6 +44,10 @@ commands:
   deadletter redrive ID...     redrive dead letters (--all: every one)
   config                       print every setting with its RELAY_* variable
   dev [send FILE.eml...]       local playground with stand-ins for S3/SES/SNS; send pushes mail through
+  redrive-sns-dlq --queue-url URL
+                               re-POST the SNS subscription's dead-letter SQS queue to the relay
+  reconcile --bucket B --since T
+                               list mail objects in S3 the relay never processed (--submit: hand them over)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printConfig(stdout)
 	case "dev":
 		return dev(ctx, args[1:], stdout, stderr)
+	case "redrive-sns-dlq":
+		return redriveSNSDLQ(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
