@@ -82,6 +82,10 @@ type RedriveOptions struct {
 	Now func() time.Time
 }
 
+// maxRepeatReceives is how many receives in a row that bring only messages
+// already handled in this run end it.
+const maxRepeatReceives = 3
+
 // DefaultRedriveMax is the default bound on messages per run.
 const DefaultRedriveMax = 10000
 
@@ -117,7 +121,8 @@ var ErrRelayUnavailable = errors.New("relay unavailable")
 // recorded (deleted only with DeleteRejected). A 5xx, 429 or transport
 // error stops the run with ErrRelayUnavailable; what was not posted stays
 // queued. The run ends at an empty receive (after Wait), at Max messages,
-// or when a receive returns only messages already seen in this run.
+// or after a few receives in a row that bring only messages already
+// handled in this run (refused ones whose visibility timeout ran out).
 func Redrive(ctx context.Context, q Queue, p Poster, o RedriveOptions) (RedriveResult, error) {
 	if o.Max <= 0 {
 		o.Max = DefaultRedriveMax
@@ -137,6 +142,7 @@ func Redrive(ctx context.Context, q Queue, p Poster, o RedriveOptions) (RedriveR
 	var res RedriveResult
 	seen := map[string]bool{}
 	var emptySince time.Time
+	repeats := 0
 	// Each iteration handles at least one new message or is an empty
 	// receive; both are bounded, so is the loop.
 	for iter := 0; res.Received < o.Max && iter < 2*o.Max+1000; iter++ {
@@ -157,7 +163,13 @@ func Redrive(ctx context.Context, q Queue, p Poster, o RedriveOptions) (RedriveR
 		}
 		if len(fresh) == 0 {
 			if len(msgs) > 0 {
-				return res, nil // only messages we already left in the queue
+				// Only messages this run already left in the queue (their
+				// visibility timeout ran out); others may be behind them,
+				// so give up only after a few such receives in a row.
+				if repeats++; repeats >= maxRepeatReceives {
+					return res, nil
+				}
+				continue
 			}
 			if emptySince.IsZero() {
 				emptySince = now()
@@ -167,7 +179,7 @@ func Redrive(ctx context.Context, q Queue, p Poster, o RedriveOptions) (RedriveR
 			}
 			continue
 		}
-		emptySince = time.Time{}
+		emptySince, repeats = time.Time{}, 0
 		res.Received += len(fresh)
 		for i, m := range fresh {
 			status, err := p.Post(ctx, []byte(m.Body))

@@ -157,6 +157,38 @@ func TestRedriveStopsOnRepeats(t *testing.T) {
 	}
 }
 
+// A refused message that shows up again does not hide the ones behind it.
+func TestRedriveRepeatsDoNotHideOthers(t *testing.T) {
+	q := newQueue(0)
+	q.msgs = []Message{{ID: "bad", Receipt: "r-bad", Body: `{"MessageId":"bad"}`}}
+	q.reappear = true
+	p := &statusPoster{status: map[string]int{"bad": 403}}
+	calls := 0
+	rq := &scriptQueue{fakeQueue: q, before: func() {
+		if calls++; calls == 3 { // the good one arrives behind a repeat
+			q.reappear = false
+			q.msgs = append(q.msgs, Message{ID: "good", Receipt: "r-good", Body: `{"MessageId":"good"}`})
+		}
+	}}
+	got, err := Redrive(context.Background(), rq, p, RedriveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Received != 2 || got.Accepted != 1 || got.Rejected != 1 || !slices.Equal(q.deleted, []string{"good"}) {
+		t.Fatalf("result %+v, deleted %v", got, q.deleted)
+	}
+}
+
+type scriptQueue struct {
+	*fakeQueue
+	before func()
+}
+
+func (q *scriptQueue) Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error) {
+	q.before()
+	return q.fakeQueue.Receive(ctx, max, wait)
+}
+
 func TestRedriveWaitAfterEmpty(t *testing.T) {
 	q := newQueue(0)
 	clock := time.Unix(0, 0)
