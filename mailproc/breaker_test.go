@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailrelay/mailrelay/spool"
 )
 
 // gatedSender is a fakeSender behind a breaker that can be opened.
@@ -48,5 +50,36 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	}
 	if gets, _ := e.store.counts(); gets != 1 {
 		t.Errorf("%d downloads, want 1", gets)
+	}
+}
+
+// While a breaker is open the pool takes nothing from the queue: no
+// attempts are used and nothing is written; it resumes when it closes.
+func TestPoolPausesWhileBreakerOpen(t *testing.T) {
+	gs := &gatedSender{fakeSender: &fakeSender{}}
+	gs.open.Store(true)
+	e := newEnv(t, func(c *Config) { c.Sender = gs; c.Workers = 2 })
+	e.q.next = make(chan spool.Entry, 4)
+	e.q.next <- newEntry("sns-p", s3Notification(t, nil))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.p.Start(ctx)
+	time.Sleep(3 * pausePoll)
+	if len(e.q.next) != 1 {
+		t.Fatal("a worker took an entry while SES's breaker was open")
+	}
+	gs.open.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(gs.sent()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	if err := e.p.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	if len(gs.sent()) != 1 || len(e.q.retries) != 0 {
+		t.Fatalf("after the breaker closed: %d sent, %d retries; want 1, 0", len(gs.sent()), len(e.q.retries))
 	}
 }

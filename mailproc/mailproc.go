@@ -187,6 +187,9 @@ func (p *Pool) Wait() { p.wg.Wait() }
 func (p *Pool) worker(takeCtx, workCtx context.Context) {
 	defer p.wg.Done()
 	for {
+		if !p.waitAvailable(takeCtx) {
+			return
+		}
 		e, err := p.cfg.Queue.Next(takeCtx)
 		if err != nil {
 			if takeCtx.Err() != nil || errors.Is(err, spool.ErrClosed) {
@@ -202,6 +205,34 @@ func (p *Pool) worker(takeCtx, workCtx context.Context) {
 		}
 		p.handle(workCtx, e)
 	}
+}
+
+// pausePoll is how often a paused worker looks at the breakers again.
+const pausePoll = 250 * time.Millisecond
+
+// waitAvailable pauses the worker while S3's or SES's breaker is open: the
+// mail stays in the spool untouched (no attempt used, no write, no log
+// line), instead of every worker taking entries only to postpone them. It
+// resumes when a breaker lets a trial call through (half-open). It returns
+// false when ctx ends.
+func (p *Pool) waitAvailable(ctx context.Context) bool {
+	for !p.available() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pausePoll):
+		}
+	}
+	return ctx.Err() == nil
+}
+
+func (p *Pool) available() bool {
+	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
+		if a, ok := dep.(availability); ok && !a.Available() {
+			return false
+		}
+	}
+	return true
 }
 
 // handle runs one attempt and records its outcome in the queue.

@@ -104,11 +104,9 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 
 	// Do not download a mail that cannot be sent now, nor ask S3 while
 	// its breaker is open.
-	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
-		if a, ok := dep.(availability); ok && !a.Available() {
-			res.err = failure.Transient(ReasonUnavailable, errUnavailable)
-			return res
-		}
+	if !p.available() {
+		res.err = failure.Transient(ReasonUnavailable, errUnavailable)
+		return res
 	}
 
 	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we
