@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/mailrelay/mailrelay/sesnotify"
 	"github.com/mailrelay/mailrelay/sns/snstest"
 )
 
@@ -87,50 +88,28 @@ func (m parsedMail) messageID() string {
 	return strings.TrimSpace(m.header.Get("Message-Id"))
 }
 
-// sesHeader is one entry of an SES notification's mail.headers.
-type sesHeader struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// commonHeaders is an SES notification's mail.commonHeaders.
-type commonHeaders struct {
-	ReturnPath string   `json:"returnPath,omitempty"`
-	From       []string `json:"from,omitempty"`
-	ReplyTo    []string `json:"replyTo,omitempty"`
-	Date       string   `json:"date,omitempty"`
-	To         []string `json:"to,omitempty"`
-	Cc         []string `json:"cc,omitempty"`
-	MessageID  string   `json:"messageId,omitempty"`
-	Subject    string   `json:"subject,omitempty"`
-}
-
-type verdict struct {
-	Status string `json:"status"`
-}
-
 // received is an SES "Received" notification for a mail stored by the S3
 // action, shaped as SES sends it (sesnotify/testdata/received_s3.json).
 type received struct {
 	NotificationType string `json:"notificationType"`
 	Mail             struct {
-		Timestamp        string        `json:"timestamp"`
-		Source           string        `json:"source"`
-		MessageID        string        `json:"messageId"`
-		Destination      []string      `json:"destination"`
-		HeadersTruncated bool          `json:"headersTruncated"`
-		Headers          []sesHeader   `json:"headers"`
-		CommonHeaders    commonHeaders `json:"commonHeaders"`
+		Timestamp        string                  `json:"timestamp"`
+		Source           string                  `json:"source"`
+		MessageID        string                  `json:"messageId"`
+		Destination      []string                `json:"destination"`
+		HeadersTruncated bool                    `json:"headersTruncated"`
+		Headers          []sesnotify.Header      `json:"headers"`
+		CommonHeaders    sesnotify.CommonHeaders `json:"commonHeaders"`
 	} `json:"mail"`
 	Receipt struct {
-		Timestamp            string   `json:"timestamp"`
-		ProcessingTimeMillis string   `json:"processingTimeMillis"`
-		Recipients           []string `json:"recipients"`
-		SpamVerdict          verdict  `json:"spamVerdict"`
-		VirusVerdict         verdict  `json:"virusVerdict"`
-		SPFVerdict           verdict  `json:"spfVerdict"`
-		DKIMVerdict          verdict  `json:"dkimVerdict"`
-		DMARCVerdict         verdict  `json:"dmarcVerdict"`
+		Timestamp            string            `json:"timestamp"`
+		ProcessingTimeMillis string            `json:"processingTimeMillis"`
+		Recipients           []string          `json:"recipients"`
+		SpamVerdict          sesnotify.Verdict `json:"spamVerdict"`
+		VirusVerdict         sesnotify.Verdict `json:"virusVerdict"`
+		SPFVerdict           sesnotify.Verdict `json:"spfVerdict"`
+		DKIMVerdict          sesnotify.Verdict `json:"dkimVerdict"`
+		DMARCVerdict         sesnotify.Verdict `json:"dmarcVerdict"`
 		Action               struct {
 			Type            string `json:"type"`
 			TopicArn        string `json:"topicArn"`
@@ -146,7 +125,7 @@ const maxListedHeaders = 100
 
 // notification builds the JSON of the Received notification SES would
 // publish for m, stored at bucket/key, received for recipients at now.
-// Every verdict is PASS.
+// Every sesnotify.Verdict is PASS.
 func notification(m parsedMail, sesID, topicARN, bucket, key string, recipients []string, now time.Time) []byte {
 	var n received
 	ts := snstest.Timestamp(now)
@@ -162,14 +141,14 @@ func notification(m parsedMail, sesID, topicARN, bucket, key string, recipients 
 		n.Mail.Source = rp[0].Address
 		n.Mail.CommonHeaders.ReturnPath = rp[0].Address
 	}
-	n.Mail.Headers = []sesHeader{}
+	n.Mail.Headers = []sesnotify.Header{}
 	if m.ok {
 		for f := m.header.Fields(); f.Next(); {
 			if len(n.Mail.Headers) == maxListedHeaders {
 				n.Mail.HeadersTruncated = true
 				break
 			}
-			n.Mail.Headers = append(n.Mail.Headers, sesHeader{Name: f.Key(), Value: strings.TrimSpace(f.Value())})
+			n.Mail.Headers = append(n.Mail.Headers, sesnotify.Header{Name: f.Key(), Value: strings.TrimSpace(f.Value())})
 		}
 		c := &n.Mail.CommonHeaders
 		c.From = formatAddresses(m.addresses("From"))
@@ -189,7 +168,7 @@ func notification(m parsedMail, sesID, topicARN, bucket, key string, recipients 
 	r.Timestamp = ts
 	r.ProcessingTimeMillis = "1"
 	r.Recipients = recipients
-	pass := verdict{Status: "PASS"}
+	pass := sesnotify.Verdict{Status: "PASS"}
 	r.SpamVerdict, r.VirusVerdict, r.SPFVerdict, r.DKIMVerdict, r.DMARCVerdict = pass, pass, pass, pass, pass
 	r.Action.Type = "S3"
 	r.Action.TopicArn = topicARN
