@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dev(ctx, args[1:], stdout, stderr)
 	case "redrive-sns-dlq":
 		return redriveSNSDLQ(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		return reconcile(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/mailrelay/mailrelay/config"
 	"github.com/mailrelay/mailrelay/recovery"
 )
 
@@ -82,4 +87,122 @@ func (q *sqsQueue) Delete(ctx context.Context, receipt string) error {
 		return fmt.Errorf("sqs delete: %w", err)
 	}
 	return nil
+}
+
+// reconcile lists mail objects in S3 that the relay never processed (see
+// recovery.Reconcile) and, with --submit, hands them to the relay's admin
+// endpoint POST /reconcile.
+func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bucket := fs.String("bucket", "", "S3 bucket SES stores inbound mail in (required)")
+	prefix := fs.String("prefix", "", "object key prefix of the SES S3 action")
+	since := fs.String("since", "", "objects modified since: RFC 3339 time or a duration before now, e.g. 6h (required)")
+	minAge := fs.Duration("min-age", 15*time.Minute, "leave objects younger than this alone (mail still in flight)")
+	topicARN := fs.String("topic-arn", "", "topic ARN written into the notifications")
+	max := fs.Int("max", 10000, "report at most this many objects")
+	submit := fs.Bool("submit", false, "hand each object with recipients to the relay's admin endpoint POST /reconcile")
+	def := os.Getenv(config.EnvName("admin-listen"))
+	if def == "" {
+		def = "127.0.0.1:8082"
+	}
+	adminAddr := fs.String("admin", def, "admin listener of the running relay (RELAY_ADMIN_LISTEN), for --submit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *bucket == "" || *since == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("reconcile: --bucket and --since are required and no arguments are taken")
+	}
+	t, err := recovery.ParseSince(*since, time.Now())
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("aws config: %w", err)
+	}
+	pathStyle := os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
+	b := &s3Bucket{c: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle }), bucket: *bucket}
+	var sub recovery.Submitter
+	if *submit {
+		sub = &recovery.HTTPSubmitter{URL: "http://" + *adminAddr + "/reconcile"}
+	}
+	found, err := recovery.Reconcile(ctx, b, sub, recovery.ReconcileOptions{Bucket: *bucket, Prefix: *prefix, Since: t, MinAge: *minAge, TopicARN: *topicARN, Max: *max})
+	failed := printFound(stdout, found, *submit)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("reconcile: %d of %d objects could not be read or handed over", failed, len(found))
+	}
+	return nil
+}
+
+// printFound writes one line per object and a summary; it returns how many
+// failed.
+func printFound(w io.Writer, found []recovery.Found, submit bool) (failed int) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tMODIFIED\tBYTES\tRECIPIENTS\tSTATUS")
+	submitted := 0
+	for _, f := range found {
+		status := "unprocessed"
+		switch {
+		case f.Err != nil:
+			status = "error: " + f.Err.Error()
+			failed++
+		case f.Submitted:
+			status = "submitted"
+			submitted++
+		case len(f.Recipients) == 0:
+			status = "no recipients found"
+		}
+		rcpts := strings.Join(f.Recipients, ",")
+		if rcpts == "" {
+			rcpts = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", f.Key, f.LastModified.UTC().Format(time.RFC3339), f.Size, rcpts, status)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d unprocessed objects, %d submitted, %d errors\n", len(found), submitted, failed)
+	return failed
+}
+
+// s3Bucket is recovery.Bucket on aws-sdk-go-v2 S3.
+type s3Bucket struct {
+	c      *s3.Client
+	bucket string
+}
+
+func (b *s3Bucket) List(ctx context.Context, prefix string, fn func(recovery.Object) error) error {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(b.bucket)}
+	if prefix != "" {
+		in.Prefix = aws.String(prefix)
+	}
+	p := s3.NewListObjectsV2Paginator(b.c, in)
+	for page := 0; p.HasMorePages() && page < 1_000_000; page++ {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("s3 list: %w", err)
+		}
+		for _, o := range out.Contents {
+			if err := fn(recovery.Object{Key: aws.ToString(o.Key), LastModified: aws.ToTime(o.LastModified), Size: aws.ToInt64(o.Size)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b *s3Bucket) Head(ctx context.Context, key string, max int64) ([]byte, error) {
+	out, err := b.c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Range: aws.String(fmt.Sprintf("bytes=0-%d", max-1))})
+	if err != nil {
+		return nil, fmt.Errorf("s3 get: %w", err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(out.Body, max))
+	if err != nil {
+		return nil, fmt.Errorf("s3 read: %w", err)
+	}
+	return data, nil
 }
