@@ -201,3 +201,47 @@ func forwardedTagged(t *testing.T, tag string) []sentMail {
 	}
 	return out
 }
+
+// TestReconcileListsUnprocessed: objects left in the bucket are listed by
+// `mailrelay reconcile` with the recipient SES named in its Received header
+// (or To when there is none); objects outside the prefix are not.
+func TestReconcileListsUnprocessed(t *testing.T) {
+	ctx := context.Background()
+	s3c := s3.NewFromConfig(awsConfig(), func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil && !strings.Contains(err.Error(), "BucketAlready") {
+		t.Fatalf("%v (is LocalStack running? localstack/run.sh start)", err)
+	}
+	run := fmt.Sprintf("reconcile%d/", time.Now().UnixNano())
+	objs := map[string]string{
+		run + "a":           "Received: from mx.example.net by inbound-smtp.us-east-1.amazonaws.com with SMTP id a\r\n for shop@relay.example.com;\r\n Mon, 23 Nov 2026 10:00:00 +0000\r\nTo: other@relay.example.com\r\n\r\nbody\r\n",
+		run + "b":           "From: b@example.net\r\nTo: Sales <sales@relay.example.com>\r\n\r\nbody\r\n",
+		"x" + run + "other": "To: nobody@relay.example.com\r\n\r\n",
+	}
+	for k, v := range objs {
+		if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(k), Body: strings.NewReader(v)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = s3c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(k)})
+		})
+	}
+	cmd := exec.Command(binary, "reconcile", "--bucket", bucket, "--prefix", run, "--since", "1h", "--min-age", "0s")
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+localstack, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test")
+	out, err := cmd.CombinedOutput()
+	t.Logf("mailrelay reconcile:\n%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 5 && strings.HasPrefix(f[0], run) {
+			lines[f[0]] = f[3]
+		}
+	}
+	if lines[run+"a"] != "shop@relay.example.com" || lines[run+"b"] != "sales@relay.example.com" || len(lines) != 2 {
+		t.Fatalf("listed %v", lines)
+	}
+	if !strings.Contains(string(out), "2 unprocessed objects, 0 submitted, 0 errors") {
+		t.Fatalf("summary missing")
+	}
+}
