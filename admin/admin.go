@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailrelay/mailrelay/sesnotify"
 	"github.com/mailrelay/mailrelay/spool"
 )
 
@@ -24,6 +25,16 @@ import (
 type Store interface {
 	DeadLetters(limit int) ([]spool.DeadLetter, error)
 	Redrive(ids ...string) (int, error)
+	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
+}
+
+// MaxReconcileBytes caps a POST /reconcile body (an SES notification).
+const MaxReconcileBytes = 256 << 10
+
+// ReconcileResponse answers POST /reconcile.
+type ReconcileResponse struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 // Item is one dead letter as the API shows it (payload omitted: it can be large).
@@ -103,6 +114,45 @@ func Handler(s Store, log *slog.Logger) http.Handler {
 		}
 		log.Info("dead letters redriven", "count", n, "ids", req.IDs)
 		writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n})
+	})
+	// POST /reconcile takes an SES "Received" notification for a mail
+	// object the relay never heard of (built by `mailrelay reconcile`) and
+	// spools it under the id reconcile:<bucket>/<key>, so handing the same
+	// object over twice is harmless. 202 spooled or known; 400 not such a
+	// notification; 503 spool full.
+	mux.HandleFunc("POST /reconcile", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxReconcileBytes+1))
+		if err != nil {
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(body) > MaxReconcileBytes {
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		n, err := sesnotify.Parse(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if n.NotificationType != sesnotify.TypeReceived || n.Receipt == nil || n.Receipt.Action.Type != sesnotify.ActionS3 ||
+			n.Receipt.Action.BucketName == "" || n.Receipt.Action.ObjectKey == "" {
+			http.Error(w, "want a Received notification with an S3 action naming bucket and key", http.StatusBadRequest)
+			return
+		}
+		id := "reconcile:" + n.Receipt.Action.BucketName + "/" + n.Receipt.Action.ObjectKey
+		dup, err := s.Put(r.Context(), spool.Entry{ID: id, Kind: n.NotificationType, Payload: body, EnqueuedAt: time.Now().UTC()})
+		switch {
+		case errors.Is(err, spool.ErrInvalidID):
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		case err != nil:
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		log.Info("reconciled object handed over", "id", id, "duplicate", dup)
+		writeJSON(w, http.StatusAccepted, ReconcileResponse{ID: id, Duplicate: dup})
 	})
 	return mux
 }

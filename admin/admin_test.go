@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,22 @@ import (
 type fakeStore struct {
 	dead     []spool.DeadLetter
 	redriven []string
+	put      map[string]spool.Entry
+	putErr   error
+}
+
+func (f *fakeStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
+	if f.putErr != nil {
+		return false, f.putErr
+	}
+	if f.put == nil {
+		f.put = map[string]spool.Entry{}
+	}
+	if _, ok := f.put[e.ID]; ok {
+		return true, nil
+	}
+	f.put[e.ID] = e
+	return false, nil
 }
 
 func (f *fakeStore) DeadLetters(limit int) ([]spool.DeadLetter, error) {
@@ -95,5 +112,49 @@ func TestListAndRedrive(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad limit = %d", resp.StatusCode)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	fs := &fakeStore{}
+	srv := httptest.NewServer(Handler(fs, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	post := func(body string) (int, string) {
+		resp, err := http.Post(srv.URL+"/reconcile", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	good := `{"notificationType":"Received","mail":{"messageId":"abc"},"receipt":{"recipients":["shop@relay.example.com"],` +
+		`"action":{"type":"S3","bucketName":"inbound","objectKey":"mail/abc"}}}`
+	tests := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"spooled", good, 202, `"id": "reconcile:inbound/mail/abc"`},
+		{"again", good, 202, `"duplicate": true`},
+		{"not json", `{`, 400, ""},
+		{"bounce", `{"notificationType":"Bounce","mail":{"messageId":"x"},"bounce":{}}`, 400, ""},
+		{"inline action", `{"notificationType":"Received","mail":{"messageId":"x"},"receipt":{"action":{"type":"SNS"}},"content":"x"}`, 400, ""},
+		{"too large", strings.Repeat("x", MaxReconcileBytes+1), 413, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := post(tt.body)
+			if code != tt.code || !strings.Contains(body, tt.want) {
+				t.Fatalf("%d %s, want %d containing %q", code, body, tt.code, tt.want)
+			}
+		})
+	}
+	if len(fs.put) != 1 || fs.put["reconcile:inbound/mail/abc"].Kind != "Received" {
+		t.Errorf("stored %+v", fs.put)
+	}
+	fs.putErr = spool.ErrFull
+	if code, _ := post(strings.Replace(good, "mail/abc", "mail/def", 1)); code != 503 {
+		t.Errorf("full spool: %d", code)
 	}
 }

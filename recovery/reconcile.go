@@ -225,7 +225,7 @@ func ReceivedNotification(bucket string, obj Object, recipients []string, topicA
 
 // HTTPSubmitter POSTs notifications to the relay's admin endpoint
 // POST /reconcile (body: the notification JSON; 200 or 202 when spooled or
-// already known). The relay does not implement it yet.
+// already known), served by the relay's admin API (package admin).
 type HTTPSubmitter struct {
 	URL    string
 	Client *http.Client // nil: a client with a 30 s timeout
