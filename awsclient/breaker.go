@@ -18,6 +18,8 @@ type dependency struct {
 	service string
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	timer   *callTimer
+	// maxHalfOpen is how many trial calls the half-open breaker lets through.
+	maxHalfOpen uint32
 	log     *slog.Logger
 }
 
@@ -30,6 +32,7 @@ func newDependency(service string, o Options) *dependency {
 	gauge := o.Metrics.BreakerState.WithLabelValues(service)
 	gauge.Set(breakerGaugeValue(gobreaker.StateClosed))
 	failures := o.Breaker.Failures
+	d.maxHalfOpen = max(o.Breaker.HalfOpenMaxRequests, 1) // gobreaker's meaning of 0
 	d.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        service,
 		MaxRequests: o.Breaker.HalfOpenMaxRequests,
@@ -110,11 +113,24 @@ func (d *dependency) do(ctx context.Context, op string, timeout time.Duration, f
 // State returns the breaker's current state.
 func (d *dependency) state() gobreaker.State { return d.breaker.State() }
 
-// Available reports whether S3 is worth calling: false while its breaker
-// is open. The pool asks before downloading, so that waiting mail does not
-// cost a spool write and a log line per rejected call.
-func (s *S3) Available() bool { return s.BreakerState() != gobreaker.StateOpen }
+// available is true when a call would be let through: the breaker is
+// closed, or half-open with its trial calls not yet all under way. While a
+// half-open trial is in flight (up to the call's timeout) other callers
+// would only be refused, so they are told to wait.
+func (d *dependency) available() bool {
+	switch d.breaker.State() {
+	case gobreaker.StateClosed:
+		return true
+	case gobreaker.StateHalfOpen:
+		return d.breaker.Counts().Requests < d.maxHalfOpen
+	}
+	return false
+}
 
-// Available reports whether SES is worth calling: false while its breaker
-// is open. The pool asks before downloading a mail it could not send.
-func (s *SES) Available() bool { return s.BreakerState() != gobreaker.StateOpen }
+// Available reports whether S3 is worth calling (see dependency.available).
+// The pool asks before taking mail, so that waiting mail costs nothing.
+func (s *S3) Available() bool { return s.dep.available() }
+
+// Available reports whether SES is worth calling (see dependency.available).
+// The pool asks before downloading a mail it could not send.
+func (s *SES) Available() bool { return s.dep.available() }
