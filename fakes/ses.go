@@ -152,6 +152,13 @@ func (s *SES) Fail(errs ...error) {
 	s.fails = append(s.fails, errs...)
 }
 
+// ClearFailures drops the errors queued by Fail that were not used yet.
+func (s *SES) ClearFailures() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails = nil
+}
+
 // Sent returns a copy of the mails accepted so far, in order.
 func (s *SES) Sent() []Sent {
 	s.mu.Lock()
