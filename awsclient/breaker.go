@@ -20,7 +20,7 @@ type dependency struct {
 	timer   *callTimer
 	// maxHalfOpen is how many trial calls the half-open breaker lets through.
 	maxHalfOpen uint32
-	log     *slog.Logger
+	log         *slog.Logger
 }
 
 func newDependency(service string, o Options) *dependency {
