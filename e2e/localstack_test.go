@@ -249,8 +249,10 @@ func rawOf(t *testing.T, m sentMail) []byte {
 
 var tagRe = regexp.MustCompile(`(?m)^X-E2E-Run: (\S+)`)
 
-func TestLocalStackEndToEnd(t *testing.T) {
-	ctx := context.Background()
+// setupLocalStack checks that LocalStack runs and creates what every test
+// needs: the bucket and the relay domain as a verified SES identity.
+func setupLocalStack(t *testing.T, ctx context.Context) (aws.Config, *s3.Client, *sns.Client) {
+	t.Helper()
 	if resp, err := http.Get(localstack + "/_localstack/health"); err != nil {
 		t.Fatalf("LocalStack is not running at %s (localstack/run.sh start): %v", localstack, err)
 	} else {
@@ -258,15 +260,18 @@ func TestLocalStackEndToEnd(t *testing.T) {
 	}
 	cfg := awsConfig()
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	snsc := sns.NewFromConfig(cfg)
-	sesc := ses.NewFromConfig(cfg)
-
 	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil && !strings.Contains(err.Error(), "BucketAlready") {
 		t.Fatal(err)
 	}
-	if _, err := sesc.VerifyDomainIdentity(ctx, &ses.VerifyDomainIdentityInput{Domain: aws.String(relayDomain)}); err != nil {
+	if _, err := ses.NewFromConfig(cfg).VerifyDomainIdentity(ctx, &ses.VerifyDomainIdentityInput{Domain: aws.String(relayDomain)}); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, s3c, sns.NewFromConfig(cfg)
+}
+
+func TestLocalStackEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	_, s3c, snsc := setupLocalStack(t, ctx)
 	topic, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(topicName), Attributes: map[string]string{"SignatureVersion": "2"}})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/ses"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -31,23 +29,8 @@ import (
 // with --delete-rejected, and the queue ends empty.
 func TestRedriveSNSDLQ(t *testing.T) {
 	ctx := context.Background()
-	if resp, err := http.Get(localstack + "/_localstack/health"); err != nil {
-		t.Fatalf("LocalStack is not running at %s (localstack/run.sh start): %v", localstack, err)
-	} else {
-		resp.Body.Close()
-	}
-	cfg := awsConfig()
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	snsc := sns.NewFromConfig(cfg)
-	sesc := ses.NewFromConfig(cfg)
+	cfg, s3c, snsc := setupLocalStack(t, ctx)
 	sqsc := sqs.NewFromConfig(cfg)
-
-	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil && !strings.Contains(err.Error(), "BucketAlready") {
-		t.Fatal(err)
-	}
-	if _, err := sesc.VerifyDomainIdentity(ctx, &ses.VerifyDomainIdentityInput{Domain: aws.String(relayDomain)}); err != nil {
-		t.Fatal(err)
-	}
 	run := fmt.Sprintf("redrive%d", time.Now().UnixNano())
 	topic, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("mailrelay-e2e-" + run), Attributes: map[string]string{"SignatureVersion": "2"}})
 	if err != nil {
