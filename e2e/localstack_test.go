@@ -32,6 +32,9 @@ import (
 	"github.com/emersion/go-message/mail"
 )
 
+// workers is the relay's pool size in these tests.
+const workers = 4
+
 const (
 	relayDomain = "relay.example.com"
 	alias       = "shop@relay.example.com"
@@ -289,7 +292,7 @@ func TestLocalStackEndToEnd(t *testing.T) {
 		"RELAY_LISTEN="+r.inbound, "RELAY_HEALTH_LISTEN="+r.health, "RELAY_ADMIN_LISTEN="+r.admin,
 		"RELAY_SNS_TOPIC_ARNS="+topicARN, "RELAY_SNS_CERT_URL_PREFIXES="+localstack+"/_aws/sns/",
 		"RELAY_SPOOL_DIR="+filepath.Join(dir, "spool"), "RELAY_ALIASES_FILE="+aliases,
-		"RELAY_WORKERS=4", "RELAY_RETRY_MIN=200ms", "RELAY_RETRY_MAX=2s", "RELAY_LOG_LEVEL=info")
+		"RELAY_WORKERS="+strconv.Itoa(workers), "RELAY_RETRY_MIN=200ms", "RELAY_RETRY_MAX=2s", "RELAY_LOG_LEVEL=info")
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
@@ -359,14 +362,23 @@ func TestLocalStackEndToEnd(t *testing.T) {
 	})
 	time.Sleep(time.Second) // a duplicate would show up now
 
+	// The one kill -9 may duplicate a copy whose SendRawEmail was in flight
+	// (SES has no idempotency key; docs/design.md): at most one per worker,
+	// each byte-identical to the other. Anything more is a bug.
+	duplicates := 0
 	for _, s := range mails {
 		got := byTag[s.tag]
+		if len(got) == 2 && bytes.Equal(rawOf(t, got[0]), rawOf(t, got[1])) {
+			duplicates++
+			t.Logf("%s: sent twice (in flight at the kill)", s.name)
+			got = got[:1]
+		}
 		switch {
 		case s.malformed && len(got) != 0:
 			t.Errorf("%s: malformed but forwarded", s.name)
 		case s.malformed:
 		case len(got) != 1:
-			t.Errorf("%s: forwarded %d times, want exactly once", s.name, len(got))
+			t.Errorf("%s: forwarded %d times, want once", s.name, len(byTag[s.tag]))
 		default:
 			raw := rawOf(t, got[0])
 			if got[0].Source != alias {
@@ -416,8 +428,11 @@ func TestLocalStackEndToEnd(t *testing.T) {
 		}
 		return n == malformed
 	})
-	t.Logf("%d mails: %d forwarded exactly once through LocalStack (kill -9 and restart after %d), %d malformed dead-lettered",
-		len(mails), want, half, malformed)
+	if duplicates > workers {
+		t.Errorf("%d duplicates from one kill, more than the %d sends that can be in flight", duplicates, workers)
+	}
+	t.Logf("%d mails: %d forwarded through LocalStack (kill -9 and restart after %d; %d duplicated by the kill), %d malformed dead-lettered",
+		len(mails), want, half, duplicates, malformed)
 }
 
 func tail(b []byte, n int) string {
