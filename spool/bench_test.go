@@ -82,34 +82,7 @@ func BenchmarkPutSync(b *testing.B) {
 	for _, conc := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
 			s, fs := benchSpool(b)
-			var next atomic.Int64
-			lats := make([][]time.Duration, conc)
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			syncs0 := fs.syncs.Load()
-			start := time.Now()
-			for g := range conc {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						t0 := time.Now()
-						if _, err := s.Put(context.Background(), Entry{ID: fmt.Sprintf("m%d", i), Payload: payload}); err != nil {
-							b.Error(err)
-							return
-						}
-						lats[g] = append(lats[g], time.Since(t0))
-					}
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			report(b, s, slices.Concat(lats...), elapsed, fs.syncs.Load()-syncs0)
+			putClosedLoop(b, s, fs, conc, payload)
 		})
 	}
 }
@@ -123,6 +96,14 @@ func BenchmarkPutWithWorkers(b *testing.B) {
 	s, fs := benchSpool(b)
 	stop := startWorkers(b, s, workers)
 	defer stop()
+	putClosedLoop(b, s, fs, conc, payload)
+	b.ReportMetric(float64(s.Stats().Messages), "backlog")
+}
+
+// putClosedLoop has conc callers Put b.N entries between them, each
+// putting its next as soon as the previous is stored, and reports the rates
+// and latencies.
+func putClosedLoop(b *testing.B, s *Spool, fs *syncCountingFS, conc int, payload []byte) {
 	var next atomic.Int64
 	lats := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
@@ -151,7 +132,6 @@ func BenchmarkPutWithWorkers(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	report(b, s, slices.Concat(lats...), elapsed, fs.syncs.Load()-syncs0)
-	b.ReportMetric(float64(s.Stats().Messages), "backlog")
 }
 
 // startWorkers runs n consumers doing what the relay does per message:
