@@ -100,12 +100,14 @@ func (f *Faults) Wrap(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		writeS3Error(w, fault.Status, fault.Code, fault.Message)
+		WriteS3Error(w, fault)
 	})
 }
 
-// writeS3Error answers an S3 REST-XML error.
-func writeS3Error(w http.ResponseWriter, status int, code, message string) {
+// WriteS3Error answers f as S3 does: its REST-XML error with f's status,
+// code and message (f.Delay is not applied here).
+func WriteS3Error(w http.ResponseWriter, f Fault) {
+	status, code, message := f.Status, f.Code, f.Message
 	rid := requestID()
 	w.Header().Set("Content-Type", "application/xml")
 	w.Header().Set("x-amz-request-id", rid)

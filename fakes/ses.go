@@ -190,7 +190,7 @@ func (s *SES) WaitSent(ctx context.Context, n int) error {
 func (s *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v2 := r.URL.Path == "/v2/email/outbound-emails"
 	if r.Method != http.MethodPost {
-		s.writeError(w, v2, &SESError{Status: http.StatusMethodNotAllowed, Code: "InvalidAction", Message: "only POST is supported"})
+		WriteSESError(w, v2, &SESError{Status: http.StatusMethodNotAllowed, Code: "InvalidAction", Message: "only POST is supported"})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSESBody)
@@ -213,12 +213,12 @@ func (s *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		s.writeError(w, v2, err)
+		WriteSESError(w, v2, err)
 		return
 	}
 	id, err := s.accept(m)
 	if err != nil {
-		s.writeError(w, v2, err)
+		WriteSESError(w, v2, err)
 		return
 	}
 	if v2 {
@@ -358,8 +358,10 @@ func sendEmailFromV2(req sendEmailV2) (Sent, error) {
 	return m, nil
 }
 
-// writeError answers err in the API's error format.
-func (s *SES) writeError(w http.ResponseWriter, v2 bool, err error) {
+// WriteSESError answers err in the format of SES v1 (query API, XML) or,
+// with v2, SESv2 (JSON); an err that is not an *SESError is an internal
+// failure. Fault injectors in front of other SES stand-ins use it too.
+func WriteSESError(w http.ResponseWriter, v2 bool, err error) {
 	var se *SESError
 	if !errors.As(err, &se) {
 		se = &SESError{Status: ErrInternal.Status, Code: ErrInternal.Code, Message: err.Error()}

@@ -3,7 +3,6 @@ package incident
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +10,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailrelay/mailrelay/fakes"
 )
 
 // Target is the dependency a fault phase hits.
@@ -185,47 +186,22 @@ func reset(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// writeError answers as the service does: a 500 (internal) or throttling.
+// writeError answers as the service does: a 500 (internal) or throttling
+// (S3 SlowDown; SES v1 Throttling, a 400 with fault "Sender").
 func writeError(w http.ResponseWriter, target Target, internal bool) {
-	rid := fmt.Sprintf("incident-%d", time.Now().UnixNano())
 	if target == TargetS3 {
-		status, code, msg := http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."
+		f := fakes.FaultSlowDown
 		if internal {
-			status, code, msg = http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again."
+			f = fakes.FaultInternalError
 		}
-		w.Header().Set("Content-Type", "application/xml")
-		w.Header().Set("x-amz-request-id", rid)
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(xml.Header))
-		_ = xml.NewEncoder(w).Encode(struct {
-			XMLName   xml.Name `xml:"Error"`
-			Code      string
-			Message   string
-			RequestId string
-		}{Code: code, Message: msg, RequestId: rid})
+		fakes.WriteS3Error(w, f)
 		return
 	}
-	// SES v1 (query API): throttling is a 400 with fault "Sender".
-	status, typ, code, msg := http.StatusBadRequest, "Sender", "Throttling", "Maximum sending rate exceeded."
+	err := fakes.ErrThrottling
 	if internal {
-		status, typ, code, msg = http.StatusInternalServerError, "Receiver", "InternalFailure", "The request processing has failed because of an unknown error."
+		err = fakes.ErrInternal
 	}
-	var b struct {
-		XMLName xml.Name `xml:"ErrorResponse"`
-		XMLNS   string   `xml:"xmlns,attr"`
-		Error   struct {
-			Type    string
-			Code    string
-			Message string
-		}
-		RequestId string
-	}
-	b.XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
-	b.Error.Type, b.Error.Code, b.Error.Message = typ, code, msg
-	b.RequestId = rid
-	w.Header().Set("Content-Type", "text/xml")
-	w.WriteHeader(status)
-	_ = xml.NewEncoder(w).Encode(b)
+	fakes.WriteSESError(w, false, err)
 }
 
 // faultServer serves an injector on 127.0.0.1.
