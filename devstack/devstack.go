@@ -471,7 +471,7 @@ func (st *Stack) Send(ctx context.Context, raw []byte, recipients []string) (Sen
 	}
 	res := SendResult{
 		SESMessageID: newSESID(),
-		SNSMessageID: newUUID(),
+		SNSMessageID: snstest.NewMessageID(),
 		Recipients:   recipients,
 	}
 	res.ObjectKey = keyPrefix + res.SESMessageID
@@ -615,11 +615,3 @@ func newSESID() string {
 	return hex.EncodeToString(b)
 }
 
-func newUUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}

@@ -222,7 +222,7 @@ func (s *Signer) Confirmation(typ, topicARN, subscribeURL string) *sns.Message {
 	}
 	return &sns.Message{
 		Type:         typ,
-		MessageId:    randomUUID(),
+		MessageId:    NewMessageID(),
 		Token:        randomHex(64),
 		TopicArn:     topicARN,
 		Message:      text,
@@ -237,7 +237,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func randomUUID() string {
+// NewMessageID returns a fresh SNS-style MessageId (a random UUID).
+func NewMessageID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	b[6] = b[6]&0x0f | 0x40
