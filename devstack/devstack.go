@@ -614,4 +614,3 @@ func newSESID() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
