@@ -38,7 +38,7 @@ fuzz:
 # the corpus of sample mails, and a kill -9 with restart mid-run.
 e2e: build
 	localstack/run.sh start
-	MAILRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 10m ./e2e
+	MAILRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 10m ./localstack/e2e
 
 # Replay incident 004 against the in-process relay: 200/s for 2 minutes while
 # S3 turns slow (30 s) and then hangs; prints the report (health, acks,

@@ -20,8 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
-	"github.com/mailrelay/mailrelay/fakes"
+	"github.com/mailrelay/mailrelay/awsclient/fakes"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

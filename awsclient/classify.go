@@ -11,7 +11,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // Error codes, grouped by what they mean for the relay. Codes are matched

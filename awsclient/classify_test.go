@@ -18,7 +18,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // sdkError wraps err the way the SDK does for a response with status: an

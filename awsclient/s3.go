@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // S3 fetches and deletes the raw mails SES stored in S3.

@@ -13,7 +13,7 @@ import (
 	sesv2types "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/mailrelay/mailrelay/failure"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // SES sends raw mails, through SES v1 SendRawEmail or SES v2 SendEmail

@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mailrelay/mailrelay/aliases"
-	"github.com/mailrelay/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/mailproc/aliases"
 )
 
 const (

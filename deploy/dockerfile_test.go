@@ -11,7 +11,7 @@ import (
 // build stage producing a static, stripped binary of ./cmd/mailrelay, and a
 // distroless nonroot final stage that runs it as 65532.
 func TestDockerfile(t *testing.T) {
-	f, err := os.Open("../Dockerfile")
+	f, err := os.Open("Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

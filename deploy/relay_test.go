@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mailrelay/mailrelay/awsclient"
-	"github.com/mailrelay/mailrelay/config"
-	"github.com/mailrelay/mailrelay/fakes"
-	"github.com/mailrelay/mailrelay/relay"
-	"github.com/mailrelay/mailrelay/sns/snstest"
+	"github.com/mailrelay/mailrelay/awsclient/fakes"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

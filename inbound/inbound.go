@@ -24,9 +24,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/mailrelay/mailrelay/sesnotify"
-	"github.com/mailrelay/mailrelay/sns"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

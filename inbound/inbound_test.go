@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/mailrelay/mailrelay/inbound"
-	"github.com/mailrelay/mailrelay/sns"
-	"github.com/mailrelay/mailrelay/sns/snstest"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailrelay/mailrelay/inbound"
-	"github.com/mailrelay/mailrelay/sns"
-	"github.com/mailrelay/mailrelay/sns/snstest"
+	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailrelay/mailrelay/sns/snstest"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
 // A stalled disk must not hold inbound connections (incident 004): the

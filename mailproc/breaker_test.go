@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
 // gatedSender is a fakeSender behind a breaker that can be opened.

@@ -22,9 +22,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailrelay/mailrelay/aliases"
-	"github.com/mailrelay/mailrelay/failure"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -11,9 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/mailrelay/mailrelay/aliases"
-	"github.com/mailrelay/mailrelay/sesnotify"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -10,11 +10,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mailrelay/mailrelay/aliases"
-	"github.com/mailrelay/mailrelay/failure"
-	"github.com/mailrelay/mailrelay/rewrite"
-	"github.com/mailrelay/mailrelay/sesnotify"
-	"github.com/mailrelay/mailrelay/spool"
+	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/rewrite"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

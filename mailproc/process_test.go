@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/mailrelay/mailrelay/aliases"
-	"github.com/mailrelay/mailrelay/failure"
-	"github.com/mailrelay/mailrelay/sesnotify"
+	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

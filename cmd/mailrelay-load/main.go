@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailrelay/mailrelay/incident"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay-load/incident"
 )
 
 // defaultFaults is the incident: S3 answers after 30 s (beyond every

@@ -9,8 +9,8 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"github.com/mailrelay/mailrelay/admin"
-	"github.com/mailrelay/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/inbound/admin"
 )
 
 func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) error {

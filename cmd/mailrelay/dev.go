@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailrelay/mailrelay/config"
-	"github.com/mailrelay/mailrelay/devstack"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/devstack"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailrelay/mailrelay/admin"
-	"github.com/mailrelay/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/inbound/admin"
 )
 
 func TestDeadletterCLI(t *testing.T) {

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/mailrelay/mailrelay/config"
-	"github.com/mailrelay/mailrelay/recovery"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/recovery"
 )
 
 // redriveSNSDLQ drains the SNS subscription's dead-letter SQS queue back

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailrelay/mailrelay/recovery"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/recovery"
 )
 
 func TestRecoveryCommandArgs(t *testing.T) {

@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/mailrelay/mailrelay/config"
-	"github.com/mailrelay/mailrelay/relay"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 

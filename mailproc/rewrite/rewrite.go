@@ -1,0 +1,554 @@
+// Package rewrite turns a received message into the copy the relay forwards.
+//
+// The contract: From becomes the alias address on the relay domain, with a
+// display name that shows the original sender; Reply-To lets the recipient
+// answer the original sender; To/Cc/Subject/Date and the threading headers
+// are kept; Return-Path, Sender, DKIM-Signature and duplicates of
+// single-instance headers are removed; the body (every MIME part) is passed
+// through byte for byte.
+//
+// Only the header block is parsed. It is split into raw fields that keep
+// their exact bytes (folding, whitespace, line endings), so every field that
+// is kept is written back byte-identical; the body is then copied from the
+// reader without being looked at. go-message's textproto.ReadHeader is not
+// used for the split because it rewrites every line ending to CRLF (it
+// reads lines with bufio.ReadLine and appends "\r\n"), which would change
+// kept fields of LF-only mail; the split here accepts and rejects the same
+// header blocks as textproto.ReadHeader (the tests compare the two).
+package rewrite
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-message/mail"
+
+	"github.com/mailrelay/mailrelay/mailproc/failure"
+)
+
+// DefaultDisplaySuffix is appended to the original sender's name in the new
+// From display name when Params.DisplaySuffix is empty.
+const DefaultDisplaySuffix = " [via Relay]"
+
+// maxHeaderBytes bounds the header block we are willing to buffer. Real
+// headers are a few KB; even long Received chains stay far below this.
+const maxHeaderBytes = 1 << 20
+
+// maxNameRunes bounds the original sender's display name shown in From and
+// Reply-To, so a hostile name cannot produce an overlong header line.
+const maxNameRunes = 100
+
+// foldAt is the line length (RFC 5322 2.1.1 "SHOULD") at which generated
+// fields are folded.
+const foldAt = 78
+
+// Params configures one rewrite.
+type Params struct {
+	// Alias is the address the copy is sent from (Route.Alias), a plain
+	// addr-spec on the relay domain.
+	Alias string
+	// DisplaySuffix is appended to the original sender's name in the From
+	// display name. Empty means DefaultDisplaySuffix.
+	DisplaySuffix string
+	// MaxBytes, when > 0, is the largest input message accepted; a larger
+	// one fails with failure.Permanent("message_too_large").
+	MaxBytes int64
+}
+
+// Result describes what Rewrite did.
+type Result struct {
+	// OriginalFrom is the addr-spec of the (first) original From mailbox,
+	// "" when From was missing or could not be parsed.
+	OriginalFrom string
+	// OriginalName is the sanitised name shown for the original sender
+	// (its display name, else its address, else the sanitised raw From
+	// text), without the suffix.
+	OriginalName string
+	// From is the value of the From field written.
+	From string
+	// ReplyTo is the (unfolded) value of the Reply-To field in the output,
+	// "" when there is none.
+	ReplyTo string
+	// ReplyToKept is true when ReplyTo is the original message's Reply-To
+	// field, false when it was made from the original From.
+	ReplyToKept bool
+	// Removed counts the header fields dropped (the replaced From not
+	// counted).
+	Removed int
+	// HeaderBytes and BodyBytes are the bytes written for the header block
+	// (separator included) and for the body.
+	HeaderBytes, BodyBytes int64
+}
+
+// Rewrite reads a message from src and writes the copy to forward to dst.
+//
+// Header fields are handled as follows:
+//   - From is replaced by `"<original name or address> [via Relay]" <alias>`,
+//     at the place of the first original From (at the end of the header
+//     when there was none). Display names are sanitised (control, bidi and
+//     line-separator characters removed) and RFC 2047 encoded when not
+//     ASCII.
+//   - Reply-To: the first original Reply-To is kept as it is; without one,
+//     a Reply-To with the original From mailboxes is added after From. When
+//     the original From is missing or unparseable no Reply-To is added and
+//     the message is still forwarded.
+//   - Removed: Return-Path, Sender, Bcc, DKIM-Signature, DomainKey-Signature,
+//     ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results (the From
+//     change breaks them and they would vouch for what is no longer the
+//     message); all X-SES-* fields (the receipt headers describe the inbound
+//     hop and are in the SES notification anyway; and SES gives meaning to
+//     X-SES-CONFIGURATION-SET, X-SES-MESSAGE-TAGS, X-SES-SOURCE-ARN, ... on
+//     sending, which a remote sender must not be able to set); fields with an
+//     empty name; and every occurrence after the first of Date, From,
+//     Reply-To, To, Cc, Message-ID, In-Reply-To, References and Subject
+//     (RFC 5322 3.6).
+//   - Every other field is written byte-identical, in its original order.
+//
+// New fields use the line ending of the input's first header line. The
+// header separator and everything after it are copied unchanged.
+//
+// A message without a header/body separator or with an unparseable header
+// block fails with failure.Permanent("malformed_mail"); one over
+// Params.MaxBytes with failure.Permanent("message_too_large"). Errors
+// reading src or writing dst are returned unclassified (transient). After an
+// error dst may hold a partial message and must be discarded.
+func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
+	if err := checkAlias(p.Alias); err != nil {
+		return Result{}, err
+	}
+	suffix := p.DisplaySuffix
+	if suffix == "" {
+		suffix = DefaultDisplaySuffix
+	}
+
+	st := getState(src)
+	defer putState(st)
+
+	limit := maxHeaderBytes
+	if p.MaxBytes > 0 && p.MaxBytes < int64(limit) {
+		limit = int(p.MaxBytes)
+	}
+	if err := st.readHeader(limit); err != nil {
+		if errors.Is(err, errHeaderTooLarge) {
+			if limit < maxHeaderBytes || p.MaxBytes == maxHeaderBytes {
+				return Result{}, failure.Permanent("message_too_large", fmt.Errorf("message larger than %d bytes", p.MaxBytes))
+			}
+			return Result{}, failure.Permanent("malformed_mail", fmt.Errorf("header block larger than %d bytes", maxHeaderBytes))
+		}
+		return Result{}, err
+	}
+
+	var res Result
+	out := st.edit(&res, p.Alias, suffix)
+	st.out = out
+	n, err := dst.Write(out)
+	res.HeaderBytes = int64(n)
+	if err != nil {
+		return res, fmt.Errorf("write header: %w", err)
+	}
+
+	if p.MaxBytes > 0 {
+		remain := p.MaxBytes - int64(len(st.hdr))
+		n, err := io.Copy(dst, io.LimitReader(st.br, remain+1))
+		res.BodyBytes = n
+		if err != nil {
+			return res, fmt.Errorf("copy body: %w", err)
+		}
+		if n > remain {
+			return res, failure.Permanent("message_too_large", fmt.Errorf("message larger than %d bytes", p.MaxBytes))
+		}
+		return res, nil
+	}
+	bn, err := io.Copy(dst, st.br)
+	res.BodyBytes = bn
+	if err != nil {
+		return res, fmt.Errorf("copy body: %w", err)
+	}
+	return res, nil
+}
+
+// field is one raw header field in state.hdr.
+type field struct {
+	start, end int // raw bytes, line endings and continuation lines included
+	colon      int // index of the ':' ending the name
+	nameLen    int // length of the name, trailing blanks trimmed
+	action     action
+}
+
+type action uint8
+
+const (
+	keep action = iota
+	drop
+	replaceFrom // the first From: replaced by the new From (and Reply-To)
+)
+
+// state is the per-call scratch space, pooled: the bufio.Reader and byte
+// buffers are reused between messages.
+type state struct {
+	br     *bufio.Reader
+	hdr    []byte  // the raw header block, separator included
+	sep    int     // start of the separator line in hdr
+	fields []field // fields of hdr, in order
+	out    []byte  // the rewritten header block
+}
+
+var statePool = sync.Pool{New: func() any {
+	return &state{
+		br:     bufio.NewReaderSize(nil, 4096),
+		hdr:    make([]byte, 0, 4096),
+		fields: make([]field, 0, 32),
+		out:    make([]byte, 0, 4096),
+	}
+}}
+
+func getState(src io.Reader) *state {
+	st := statePool.Get().(*state)
+	st.br.Reset(src)
+	return st
+}
+
+// putState returns st to the pool, dropping buffers grown by an unusually
+// large header so the pool does not pin them.
+func putState(st *state) {
+	st.br.Reset(nil)
+	const maxKeep = 64 << 10
+	if cap(st.hdr) > maxKeep {
+		st.hdr = make([]byte, 0, 4096)
+	}
+	if cap(st.out) > maxKeep {
+		st.out = make([]byte, 0, 4096)
+	}
+	if cap(st.fields) > 1024 {
+		st.fields = make([]field, 0, 32)
+	}
+	st.hdr, st.out, st.fields = st.hdr[:0], st.out[:0], st.fields[:0]
+	statePool.Put(st)
+}
+
+var errHeaderTooLarge = errors.New("header block too large")
+
+func malformed(format string, args ...any) error {
+	return failure.Permanent("malformed_mail", fmt.Errorf(format, args...))
+}
+
+// readHeader reads the header block, separator line included, into st.hdr
+// and splits it into fields. It follows textproto.ReadHeader: a line
+// starting with a blank continues the previous field (and may not come
+// first), every other line needs a ':' after a name of printable ASCII; the
+// block ends at an empty line ("\r\n" or "\n").
+func (st *state) readHeader(limit int) error {
+	for {
+		lineStart := len(st.hdr)
+		line, err := st.br.ReadSlice('\n')
+		st.hdr = append(st.hdr, line...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(st.hdr) <= limit {
+			line, err = st.br.ReadSlice('\n')
+			st.hdr = append(st.hdr, line...)
+		}
+		if len(st.hdr) > limit {
+			return errHeaderTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			if len(st.hdr) == 0 {
+				return malformed("empty message")
+			}
+			return malformed("no header/body separator")
+		}
+		if err != nil {
+			return fmt.Errorf("read header: %w", err)
+		}
+		l := st.hdr[lineStart:]
+		switch {
+		case len(l) == 1 || len(l) == 2 && l[0] == '\r':
+			st.sep = lineStart
+			return nil
+		case l[0] == ' ' || l[0] == '\t':
+			if len(st.fields) == 0 {
+				return malformed("header starts with a continuation line")
+			}
+			st.fields[len(st.fields)-1].end = len(st.hdr)
+			continue
+		}
+		colon := bytes.IndexByte(l, ':')
+		if colon < 0 {
+			return malformed("header line without colon: %q", truncate(l))
+		}
+		n := colon
+		for n > 0 && (l[n-1] == ' ' || l[n-1] == '\t') {
+			n--
+		}
+		for _, c := range l[:n] {
+			if c < '!' || c > '~' {
+				return malformed("invalid header field name: %q", truncate(l[:n]))
+			}
+		}
+		st.fields = append(st.fields, field{start: lineStart, end: len(st.hdr), colon: lineStart + colon, nameLen: n})
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// Kinds of header fields the rewrite cares about. The single-instance ones
+// double as bits in a "seen" mask.
+const (
+	kindOther uint16 = 0
+	kindDrop  uint16 = 1 << iota
+	kindFrom
+	kindReplyTo
+	kindDate
+	kindTo
+	kindCc
+	kindMessageID
+	kindInReplyTo
+	kindReferences
+	kindSubject
+)
+
+const singleKinds = kindFrom | kindReplyTo | kindDate | kindTo | kindCc | kindMessageID | kindInReplyTo | kindReferences | kindSubject
+
+// classify maps a field name to its kind, case-insensitively and without
+// allocating.
+func classify(name []byte) uint16 {
+	if len(name) == 0 {
+		return kindDrop
+	}
+	var buf [32]byte
+	if len(name) > len(buf) {
+		if hasPrefixFold(name, "x-ses-") {
+			return kindDrop
+		}
+		return kindOther
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	lower := buf[:len(name)]
+	switch string(lower) {
+	case "from":
+		return kindFrom
+	case "reply-to":
+		return kindReplyTo
+	case "date":
+		return kindDate
+	case "to":
+		return kindTo
+	case "cc":
+		return kindCc
+	case "message-id":
+		return kindMessageID
+	case "in-reply-to":
+		return kindInReplyTo
+	case "references":
+		return kindReferences
+	case "subject":
+		return kindSubject
+	case "return-path", "sender", "bcc",
+		"dkim-signature", "domainkey-signature",
+		"arc-seal", "arc-message-signature", "arc-authentication-results":
+		return kindDrop
+	}
+	if bytes.HasPrefix(lower, []byte("x-ses-")) {
+		return kindDrop
+	}
+	return kindOther
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
+}
+
+// value returns the unfolded value of f: continuation line breaks removed
+// with the blanks around them collapsed to one space, as textproto does.
+func (st *state) value(f field) string {
+	v := st.hdr[f.colon+1 : f.end]
+	var b strings.Builder
+	b.Grow(len(v))
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, '\n')
+		var l []byte
+		if i < 0 {
+			l, v = v, nil
+		} else {
+			l, v = v[:i], v[i+1:]
+		}
+		l = bytes.TrimSuffix(l, []byte{'\r'})
+		l = bytes.Trim(l, " \t")
+		if len(l) == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.Write(l)
+	}
+	return b.String()
+}
+
+// edit decides the fate of every field and returns the new header block.
+func (st *state) edit(res *Result, alias, suffix string) []byte {
+	var seen uint16
+	fromIdx, replyToIdx := -1, -1
+	for i := range st.fields {
+		f := &st.fields[i]
+		k := classify(st.hdr[f.start : f.start+f.nameLen])
+		switch {
+		case k == kindDrop:
+			f.action = drop
+		case k&singleKinds != 0 && seen&k != 0:
+			f.action = drop
+		case k == kindFrom:
+			f.action, fromIdx = replaceFrom, i
+		case k == kindReplyTo:
+			f.action, replyToIdx = keep, i
+		default:
+			f.action = keep
+		}
+		seen |= k & singleKinds
+		if f.action == drop {
+			res.Removed++
+		}
+	}
+
+	// The original sender.
+	var fromAddrs []*mail.Address
+	if fromIdx >= 0 {
+		raw := st.value(st.fields[fromIdx])
+		addrs, err := parseMailboxes(raw)
+		if err == nil && len(addrs) > 0 {
+			fromAddrs = addrs
+			res.OriginalFrom = addrs[0].Address
+			name := addrs[0].Name
+			if strings.TrimSpace(name) == "" {
+				name = addrs[0].Address
+			}
+			res.OriginalName = sanitize(name, maxNameRunes)
+		} else {
+			res.OriginalName = sanitize(decodeWords(raw), maxNameRunes)
+		}
+	}
+
+	eol := "\r\n"
+	if first := st.hdr[:bytes.IndexByte(st.hdr, '\n')+1]; len(first) < 2 || first[len(first)-2] != '\r' {
+		eol = "\n"
+	}
+
+	display := sanitize(res.OriginalName+suffix, 0)
+	res.From = formatAddress(display, alias)
+	if replyToIdx >= 0 {
+		res.ReplyTo = st.value(st.fields[replyToIdx])
+		res.ReplyToKept = true
+	} else if len(fromAddrs) > 0 {
+		res.ReplyTo = formatList(fromAddrs)
+		if !safeValue(res.ReplyTo) {
+			res.ReplyTo = "" // cannot happen with formatAddress; never write it if it does
+		}
+	}
+
+	out := st.out[:0]
+	added := false
+	addNew := func() {
+		out = appendField(out, "From", res.From, eol)
+		if res.ReplyTo != "" && !res.ReplyToKept {
+			out = appendField(out, "Reply-To", res.ReplyTo, eol)
+		}
+		added = true
+	}
+	for _, f := range st.fields {
+		switch f.action {
+		case keep:
+			out = append(out, st.hdr[f.start:f.end]...)
+		case replaceFrom:
+			addNew()
+		}
+	}
+	if !added {
+		addNew()
+	}
+	return append(out, st.hdr[st.sep:]...)
+}
+
+// formatList formats addresses for a Reply-To, names sanitised.
+func formatList(addrs []*mail.Address) string {
+	var b strings.Builder
+	for i, a := range addrs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(formatAddress(sanitize(a.Name, maxNameRunes), a.Address))
+	}
+	return b.String()
+}
+
+// safeValue reports whether v can be written as a field value: no line
+// breaks, NUL or other control characters except tab.
+func safeValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// appendField appends "name: value" followed by eol, folded so that lines
+// stay within foldAt characters where possible. It folds only at a single
+// space outside quoted strings, replacing it by eol+space, so unfolding gives
+// back value and display names stay on one line.
+func appendField(out []byte, name, value, eol string) []byte {
+	out = append(out, name...)
+	out = append(out, ": "...)
+	lineLen := len(name) + 2
+	emit := func(chunk string) {
+		if chunk != "" && chunk[0] == ' ' && lineLen+len(chunk) > foldAt {
+			out = append(out, eol...)
+			lineLen = 0
+		}
+		out = append(out, chunk...)
+		lineLen += len(chunk)
+	}
+	inQuote := false
+	last := 0
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; {
+		case inQuote && c == '\\':
+			i++ // quoted pair
+		case c == '"':
+			inQuote = !inQuote
+		case c == ' ' && !inQuote && i > last && value[i-1] != ' ':
+			emit(value[last:i])
+			last = i
+		}
+	}
+	emit(value[last:])
+	return append(out, eol...)
+}
+
+// checkAlias makes sure the alias is a plain addr-spec that cannot inject
+// anything into the From field.
+func checkAlias(a string) error {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 {
+		return fmt.Errorf("rewrite: invalid alias address %q", a)
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if c <= ' ' || c > '~' || strings.IndexByte(`()<>[]:;\,"`, c) >= 0 {
+			return fmt.Errorf("rewrite: invalid alias address %q", a)
+		}
+	}
+	return nil
+}
