@@ -105,11 +105,11 @@ type Receipt struct {
 	ProcessingTimeMillis json.Number `json:"processingTimeMillis,omitempty"`
 	// Recipients are the envelope RCPT TO addresses the rule matched.
 	Recipients   []string `json:"recipients"`
-	SpamVerdict  Verdict  `json:"spamVerdict"`
-	VirusVerdict Verdict  `json:"virusVerdict"`
-	SPFVerdict   Verdict  `json:"spfVerdict"`
-	DKIMVerdict  Verdict  `json:"dkimVerdict"`
-	DMARCVerdict Verdict  `json:"dmarcVerdict"`
+	SpamVerdict  Verdict  `json:"spamVerdict,omitzero"`
+	VirusVerdict Verdict  `json:"virusVerdict,omitzero"`
+	SPFVerdict   Verdict  `json:"spfVerdict,omitzero"`
+	DKIMVerdict  Verdict  `json:"dkimVerdict,omitzero"`
+	DMARCVerdict Verdict  `json:"dmarcVerdict,omitzero"`
 	// DMARCPolicy ("none", "quarantine", "reject") is present only when the
 	// message failed DMARC.
 	DMARCPolicy string `json:"dmarcPolicy,omitempty"`
