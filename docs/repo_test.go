@@ -19,6 +19,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 // module is the main module's path.
@@ -480,5 +483,46 @@ func TestNoOutsideReferences(t *testing.T) {
 				t.Errorf("%s:%d: refers to %q, outside the repository; link docs/operations.md instead", f, line, s)
 			}
 		}
+	}
+}
+
+// TestOperationsReference: docs/operations.md carries the configuration
+// table exactly as `mailrelay config` prints it, and names every metric the
+// relay registers.
+func TestOperationsReference(t *testing.T) {
+	root := repoRoot(t)
+	data, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	if !strings.Contains(doc, config.MarkdownTable()) {
+		t.Error("docs/operations.md: the configuration table is stale: paste the output of `go run ./cmd/mailrelay config`")
+	}
+	m := telemetry.NewMetrics()
+	// Vector metrics appear in Gather only once they have a child.
+	m.ExternalCallDuration.WithLabelValues("s3", "GetObject", "ok")
+	m.InboundRequests.WithLabelValues("Notification", "200")
+	m.BreakerState.WithLabelValues("s3")
+	m.Messages.WithLabelValues("forwarded", "ok")
+	m.Panics.WithLabelValues("inbound")
+	m.HealthRequests.WithLabelValues("/livez")
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "mailrelay_") {
+			continue
+		}
+		n++
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("docs/operations.md does not document the metric %s (%s)", name, f.GetHelp())
+		}
+	}
+	if n == 0 {
+		t.Error("no mailrelay_ metrics registered")
 	}
 }
