@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 )
@@ -8,19 +9,20 @@ import (
 // item is the in-memory index record of one pending entry. The payload is
 // not kept here: Next reads it from disk.
 type item struct {
-	id   string
-	due  time.Time // NextAttempt, or EnqueuedAt when NextAttempt is zero
-	enq  time.Time // EnqueuedAt
-	size int64     // payload bytes
+	id   string    // fixed
+	enq  time.Time // EnqueuedAt; fixed
+	size int64     // payload bytes; fixed
 
-	// Fields below are guarded by Spool.mu.
+	// Fields below are guarded by Spool.mu (see the lock order there).
+	due     time.Time // NextAttempt, or EnqueuedAt when NextAttempt is zero
 	leased  bool
 	removed bool // no longer pending (completed, dead-lettered)
 	dueIdx  int  // index in Spool.due, -1 while leased
 	ageIdx  int  // index in Spool.age
 
-	// mu serializes read-modify-write of the stored entry (MarkSent, Retry,
-	// Complete, DeadLetter) so that concurrent updates are not lost.
+	// mu serializes the read-modify-write of the stored entry (transition:
+	// MarkSent, Retry, Complete, DeadLetter) so that concurrent updates are
+	// not lost. It is taken before Spool.mu, never while holding it.
 	mu sync.Mutex
 }
 
@@ -96,4 +98,44 @@ func (h *ageHeap) Pop() any {
 	it.ageIdx = -1
 	*h = old[:n-1]
 	return it
+}
+
+// addLocked adds a pending, unleased entry to the index.
+func (s *Spool) addLocked(it *item) {
+	s.items[it.id] = it
+	s.bytes += it.size
+	heap.Push(&s.due, it)
+	heap.Push(&s.age, it)
+}
+
+// removeLocked removes a pending entry from the index.
+func (s *Spool) removeLocked(it *item) {
+	if it.removed {
+		return
+	}
+	it.removed = true
+	delete(s.items, it.id)
+	s.bytes -= it.size
+	if it.dueIdx >= 0 {
+		heap.Remove(&s.due, it.dueIdx)
+	}
+	heap.Remove(&s.age, it.ageIdx)
+}
+
+// signalLocked wakes Next callers waiting for an entry.
+func (s *Spool) signalLocked() {
+	if s.waiters > 0 {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+}
+
+// releaseLocked drops the lease on a pending item, making it due again.
+func (s *Spool) releaseLocked(it *item) {
+	if it.removed || !it.leased {
+		return
+	}
+	it.leased = false
+	heap.Push(&s.due, it)
+	s.signalLocked()
 }
