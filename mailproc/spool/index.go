@@ -34,68 +34,65 @@ func dueOf(e Entry) time.Time {
 }
 
 // dueHeap holds the pending entries that are not leased, the one due first
-// (then the oldest) on top. It implements container/heap.Interface.
-type dueHeap []*item
-
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if !a.due.Equal(b.due) {
-		return a.due.Before(b.due)
-	}
-	if !a.enq.Equal(b.enq) {
-		return a.enq.Before(b.enq)
-	}
-	return a.id < b.id
-}
-func (h dueHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].dueIdx = i
-	h[j].dueIdx = j
-}
-func (h *dueHeap) Push(x any) {
-	it := x.(*item)
-	it.dueIdx = len(*h)
-	*h = append(*h, it)
-}
-func (h *dueHeap) Pop() any {
-	old := *h
-	n := len(old)
-	it := old[n-1]
-	old[n-1] = nil
-	it.dueIdx = -1
-	*h = old[:n-1]
-	return it
-}
+// (then the oldest) on top.
+type dueHeap = itemHeap[byDue]
 
 // ageHeap holds all pending entries, leased or not, the oldest enqueued on
 // top, so that Stats can report the oldest entry cheaply.
-type ageHeap []*item
+type ageHeap = itemHeap[byAge]
 
-func (h ageHeap) Len() int { return len(h) }
-func (h ageHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
+// An order sorts the items of an itemHeap and names the item field that
+// holds an item's position in that heap (-1 when not in it).
+type order interface {
+	less(a, b *item) bool
+	pos(*item) *int
+}
+
+type byDue struct{}
+
+func (byDue) less(a, b *item) bool {
+	if !a.due.Equal(b.due) {
+		return a.due.Before(b.due)
+	}
+	return byAge{}.less(a, b)
+}
+func (byDue) pos(it *item) *int { return &it.dueIdx }
+
+type byAge struct{}
+
+func (byAge) less(a, b *item) bool {
 	if !a.enq.Equal(b.enq) {
 		return a.enq.Before(b.enq)
 	}
 	return a.id < b.id
 }
-func (h ageHeap) Swap(i, j int) {
+func (byAge) pos(it *item) *int { return &it.ageIdx }
+
+// itemHeap is a heap of items in order O that keeps each item's position
+// up to date. It implements container/heap.Interface.
+type itemHeap[O order] []*item
+
+func (h itemHeap[O]) Len() int           { return len(h) }
+func (h itemHeap[O]) Less(i, j int) bool { var o O; return o.less(h[i], h[j]) }
+func (h itemHeap[O]) Swap(i, j int) {
+	var o O
 	h[i], h[j] = h[j], h[i]
-	h[i].ageIdx = i
-	h[j].ageIdx = j
+	*o.pos(h[i]) = i
+	*o.pos(h[j]) = j
 }
-func (h *ageHeap) Push(x any) {
+func (h *itemHeap[O]) Push(x any) {
+	var o O
 	it := x.(*item)
-	it.ageIdx = len(*h)
+	*o.pos(it) = len(*h)
 	*h = append(*h, it)
 }
-func (h *ageHeap) Pop() any {
+func (h *itemHeap[O]) Pop() any {
+	var o O
 	old := *h
 	n := len(old)
 	it := old[n-1]
 	old[n-1] = nil
-	it.ageIdx = -1
+	*o.pos(it) = -1
 	*h = old[:n-1]
 	return it
 }

@@ -99,9 +99,10 @@ type Spool struct {
 	//     including its writes and its waits for claims and item locks.
 	//  2. claims (below): a claim on an ID, taken by Put (one at a time) and
 	//     Redrive (several, one chunk), is an exclusive right to write a new
-	//     q/ record for that ID. It is waited for (claim) holding no mutex;
-	//     a Put holding its claim waits for nothing but the database, so
-	//     Redrive may wait for a Put's claim while holding its own.
+	//     q/ record for that ID. It is waited for (claim) holding neither
+	//     an item.mu nor mu; a Put holding its claim waits for nothing but
+	//     mu and the database, so Redrive may wait for a Put's claim while
+	//     holding its own.
 	//  3. item.mu: serializes the read-change-write of one pending entry
 	//     (transition; settle waits on it). At most one item.mu is held at
 	//     a time. It is held across database reads and the fsync'd commit.
