@@ -8,7 +8,7 @@
 // transition.go (the one read-change-write sequence of stored records),
 // deadletter.go (DeadLetter, DeadLetters, Redrive), prune.go (expiry of
 // dedupe markers), stats.go, index.go (the in-memory index), record.go (key
-// spaces and encodings), entry.go (exported types and errors).
+// spaces and encodings), entry.go (exported types and errors), pebblelog.go.
 package spool
 
 import (
