@@ -1,7 +1,3 @@
-// Package spool is the relay's durable, bounded queue of accepted
-// notifications. An entry is fsync'd before the SNS delivery that carried it
-// is acknowledged, survives restarts, and leaves only by being completed or
-// dead-lettered (from where an operator can redrive it).
 package spool
 
 import (

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 )
@@ -8,19 +9,20 @@ import (
 // item is the in-memory index record of one pending entry. The payload is
 // not kept here: Next reads it from disk.
 type item struct {
-	id   string
-	due  time.Time // NextAttempt, or EnqueuedAt when NextAttempt is zero
-	enq  time.Time // EnqueuedAt
-	size int64     // payload bytes
+	id   string    // fixed
+	enq  time.Time // EnqueuedAt; fixed
+	size int64     // payload bytes; fixed
 
-	// Fields below are guarded by Spool.mu.
+	// Fields below are guarded by Spool.mu (see the lock order there).
+	due     time.Time // NextAttempt, or EnqueuedAt when NextAttempt is zero
 	leased  bool
 	removed bool // no longer pending (completed, dead-lettered)
 	dueIdx  int  // index in Spool.due, -1 while leased
 	ageIdx  int  // index in Spool.age
 
-	// mu serializes read-modify-write of the stored entry (MarkSent, Retry,
-	// Complete, DeadLetter) so that concurrent updates are not lost.
+	// mu serializes the read-modify-write of the stored entry (transition:
+	// MarkSent, Retry, Complete, DeadLetter) so that concurrent updates are
+	// not lost. It is taken before Spool.mu, never while holding it.
 	mu sync.Mutex
 }
 
@@ -32,68 +34,105 @@ func dueOf(e Entry) time.Time {
 }
 
 // dueHeap holds the pending entries that are not leased, the one due first
-// (then the oldest) on top. It implements container/heap.Interface.
-type dueHeap []*item
-
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if !a.due.Equal(b.due) {
-		return a.due.Before(b.due)
-	}
-	if !a.enq.Equal(b.enq) {
-		return a.enq.Before(b.enq)
-	}
-	return a.id < b.id
-}
-func (h dueHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].dueIdx = i
-	h[j].dueIdx = j
-}
-func (h *dueHeap) Push(x any) {
-	it := x.(*item)
-	it.dueIdx = len(*h)
-	*h = append(*h, it)
-}
-func (h *dueHeap) Pop() any {
-	old := *h
-	n := len(old)
-	it := old[n-1]
-	old[n-1] = nil
-	it.dueIdx = -1
-	*h = old[:n-1]
-	return it
-}
+// (then the oldest) on top.
+type dueHeap = itemHeap[byDue]
 
 // ageHeap holds all pending entries, leased or not, the oldest enqueued on
 // top, so that Stats can report the oldest entry cheaply.
-type ageHeap []*item
+type ageHeap = itemHeap[byAge]
 
-func (h ageHeap) Len() int { return len(h) }
-func (h ageHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
+// An order sorts the items of an itemHeap and names the item field that
+// holds an item's position in that heap (-1 when not in it).
+type order interface {
+	less(a, b *item) bool
+	pos(*item) *int
+}
+
+type byDue struct{}
+
+func (byDue) less(a, b *item) bool {
+	if !a.due.Equal(b.due) {
+		return a.due.Before(b.due)
+	}
+	return byAge{}.less(a, b)
+}
+func (byDue) pos(it *item) *int { return &it.dueIdx }
+
+type byAge struct{}
+
+func (byAge) less(a, b *item) bool {
 	if !a.enq.Equal(b.enq) {
 		return a.enq.Before(b.enq)
 	}
 	return a.id < b.id
 }
-func (h ageHeap) Swap(i, j int) {
+func (byAge) pos(it *item) *int { return &it.ageIdx }
+
+// itemHeap is a heap of items in order O that keeps each item's position
+// up to date. It implements container/heap.Interface.
+type itemHeap[O order] []*item
+
+func (h itemHeap[O]) Len() int           { return len(h) }
+func (h itemHeap[O]) Less(i, j int) bool { var o O; return o.less(h[i], h[j]) }
+func (h itemHeap[O]) Swap(i, j int) {
+	var o O
 	h[i], h[j] = h[j], h[i]
-	h[i].ageIdx = i
-	h[j].ageIdx = j
+	*o.pos(h[i]) = i
+	*o.pos(h[j]) = j
 }
-func (h *ageHeap) Push(x any) {
+func (h *itemHeap[O]) Push(x any) {
+	var o O
 	it := x.(*item)
-	it.ageIdx = len(*h)
+	*o.pos(it) = len(*h)
 	*h = append(*h, it)
 }
-func (h *ageHeap) Pop() any {
+func (h *itemHeap[O]) Pop() any {
+	var o O
 	old := *h
 	n := len(old)
 	it := old[n-1]
 	old[n-1] = nil
-	it.ageIdx = -1
+	*o.pos(it) = -1
 	*h = old[:n-1]
 	return it
+}
+
+// addLocked adds a pending, unleased entry to the index.
+func (s *Spool) addLocked(it *item) {
+	s.items[it.id] = it
+	s.bytes += it.size
+	heap.Push(&s.due, it)
+	heap.Push(&s.age, it)
+}
+
+// removeLocked removes a pending entry from the index.
+func (s *Spool) removeLocked(it *item) {
+	if it.removed {
+		return
+	}
+	it.removed = true
+	delete(s.items, it.id)
+	s.bytes -= it.size
+	if it.dueIdx >= 0 {
+		heap.Remove(&s.due, it.dueIdx)
+	}
+	heap.Remove(&s.age, it.ageIdx)
+}
+
+// signalLocked wakes Next callers waiting for an entry.
+func (s *Spool) signalLocked() {
+	if s.waiters > 0 {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+}
+
+// releaseLocked drops the lease on a pending item, making it due again.
+func (s *Spool) releaseLocked(it *item) {
+	if it.removed || !it.leased {
+		return
+	}
+	it.leased = false
+	heap.Push(&s.due, it)
+	s.signalLocked()
 }

@@ -97,24 +97,22 @@ func parseExpiryKey(k []byte) (uint64, string, error) {
 
 // decodeEntry parses a stored pending entry.
 func decodeEntry(v []byte) (Entry, error) {
-	var e Entry
-	if err := json.Unmarshal(v, &e); err != nil {
-		return Entry{}, fmt.Errorf("decoding entry: %w", err)
-	}
-	if err := checkID(e.ID); err != nil {
-		return Entry{}, fmt.Errorf("decoding entry: %w", err)
-	}
-	return e, nil
+	return decodeRecord(v, "entry", func(e Entry) string { return e.ID })
 }
 
 // decodeDeadLetter parses a stored dead letter.
 func decodeDeadLetter(v []byte) (DeadLetter, error) {
-	var dl DeadLetter
-	if err := json.Unmarshal(v, &dl); err != nil {
-		return DeadLetter{}, fmt.Errorf("decoding dead letter: %w", err)
+	return decodeRecord(v, "dead letter", func(dl DeadLetter) string { return dl.ID })
+}
+
+// decodeRecord parses a stored JSON record named name and checks its ID.
+func decodeRecord[R any](v []byte, name string, id func(R) string) (R, error) {
+	var r, zero R
+	if err := json.Unmarshal(v, &r); err != nil {
+		return zero, fmt.Errorf("decoding %s: %w", name, err)
 	}
-	if err := checkID(dl.ID); err != nil {
-		return DeadLetter{}, fmt.Errorf("decoding dead letter: %w", err)
+	if err := checkID(id(r)); err != nil {
+		return zero, fmt.Errorf("decoding %s: %w", name, err)
 	}
-	return dl, nil
+	return r, nil
 }
