@@ -121,7 +121,7 @@ type Options struct {
 	Breaker BreakerSettings
 
 	// MaxObjectBytes is the largest S3 object Get accepts (default 40 MiB);
-	// larger objects fail permanently with reason "message_too_large"
+	// larger objects fail permanently with reason failure.ReasonMessageTooLarge
 	// without being read.
 	MaxObjectBytes int64
 
@@ -233,8 +233,8 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 	cfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	cfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 
-	s3dep := newDependency("s3", opts)
-	sesdep := newDependency("ses", opts)
+	s3dep := newDependency(ServiceS3, opts)
+	sesdep := newDependency(ServiceSES, opts)
 
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.HTTPClient = newHTTPClient(opts)

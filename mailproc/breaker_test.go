@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
@@ -39,8 +40,8 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	}
 	for i, r := range e.q.retries {
 		lo, hi := testNow.Add(4*time.Second), testNow.Add(8*time.Second)
-		if r.at.Before(lo) || r.at.After(hi) || !strings.HasPrefix(r.reason, ReasonUnavailable) {
-			t.Errorf("retry %d at %v (%q), want in [%v, %v] with reason %s", i, r.at, r.reason, lo, hi, ReasonUnavailable)
+		if r.at.Before(lo) || r.at.After(hi) || !strings.HasPrefix(r.reason, string(failure.ReasonBreakerOpen)) {
+			t.Errorf("retry %d at %v (%q), want in [%v, %v] with reason %s", i, r.at, r.reason, lo, hi, failure.ReasonBreakerOpen)
 		}
 	}
 	gs.open.Store(false)

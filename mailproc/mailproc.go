@@ -62,10 +62,6 @@ type Resolver interface {
 // (awsclient's S3 and SES): false while the breaker is open.
 type availability interface{ Available() bool }
 
-// ReasonUnavailable is the retry reason of a mail postponed because a
-// dependency's breaker is open.
-const ReasonUnavailable = "breaker_open"
-
 // Policy says which receipt verdicts drop a mail and what else to do.
 type Policy struct {
 	DropSpam          bool
@@ -245,7 +241,7 @@ func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 			if r := recover(); r != nil {
 				p.cfg.Metrics.Panics.WithLabelValues("mailproc").Inc()
 				log.Error("panic while processing", "panic", r, "stack", string(debug.Stack()))
-				res = result{err: failure.Transient("panic", fmt.Errorf("panic: %v", r))}
+				res = result{err: failure.Transient(failure.ReasonPanic, fmt.Errorf("panic: %v", r))}
 			}
 		}()
 		actx, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
@@ -272,10 +268,10 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			return
 		}
 		if res.outcome != "" {
-			m.WithLabelValues(res.outcome, res.reason).Inc()
+			m.WithLabelValues(res.outcome, string(res.reason)).Inc()
 		}
 		for _, reason := range res.dropped {
-			m.WithLabelValues(telemetry.MsgDropped, reason).Inc()
+			m.WithLabelValues(telemetry.MsgDropped, string(reason)).Inc()
 		}
 		log.Info("finished", "outcome", res.outcome, "reason", res.reason, "sent", res.sent, "dropped", res.dropped)
 
@@ -291,23 +287,23 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			q.Release(e.ID)
 			return
 		}
-		m.WithLabelValues(telemetry.MsgDeadLettered, reason).Inc()
+		m.WithLabelValues(telemetry.MsgDeadLettered, string(reason)).Inc()
 		log.Warn("dead-lettered", "reason", reason, "err", res.err)
 
 	default:
 		reason := failure.ReasonOf(res.err)
 		if p.cfg.Now().Sub(e.EnqueuedAt) > p.cfg.RetryMaxAge {
-			if err := q.DeadLetter(e.ID, "retries_exhausted: "+withReason(reason, res.err)); err != nil {
+			if err := q.DeadLetter(e.ID, string(failure.ReasonRetriesExhausted)+": "+withReason(reason, res.err)); err != nil {
 				log.Error("dead-letter failed", "err", err)
 				q.Release(e.ID)
 				return
 			}
-			m.WithLabelValues(telemetry.MsgDeadLettered, "retries_exhausted").Inc()
+			m.WithLabelValues(telemetry.MsgDeadLettered, string(failure.ReasonRetriesExhausted)).Inc()
 			log.Warn("dead-lettered after retrying too long", "reason", reason, "err", res.err)
 			return
 		}
 		delay, level := p.backoff(e.Attempts), slog.LevelWarn
-		if reason == ReasonUnavailable {
+		if reason == failure.ReasonBreakerOpen {
 			half := p.cfg.BreakerDelay / 2
 			delay, level = half+rand.N(half+1), slog.LevelDebug
 		}
@@ -317,19 +313,19 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			q.Release(e.ID)
 			return
 		}
-		m.WithLabelValues(telemetry.MsgRetried, reason).Inc()
+		m.WithLabelValues(telemetry.MsgRetried, string(reason)).Inc()
 		log.Log(ctx, level, "will retry", "reason", reason, "err", res.err, "at", at)
 	}
 }
 
 // withReason is the text stored with an entry: the reason first (operators
 // and alerts key on it), then the error, without saying the reason twice.
-func withReason(reason string, err error) string {
+func withReason(reason failure.Reason, err error) string {
 	msg := err.Error()
-	if strings.HasPrefix(msg, reason) {
+	if strings.HasPrefix(msg, string(reason)) {
 		return msg
 	}
-	return reason + ": " + msg
+	return string(reason) + ": " + msg
 }
 
 // backoff is exponential from RetryMin, capped at RetryMax, with full

@@ -85,10 +85,10 @@ func expectKept(in [][]byte) [][]byte {
 
 type testCase struct {
 	file         string
-	reason       string   // failure reason expected, "" for success
-	originalFrom string   // Result.OriginalFrom
-	name         string   // From display name without the suffix
-	replyTo      []string // Reply-To addresses in the output
+	reason       failure.Reason // failure reason expected, "" for success
+	originalFrom string         // Result.OriginalFrom
+	name         string         // From display name without the suffix
+	replyTo      []string       // Reply-To addresses in the output
 	replyToKept  bool
 	absent       []string // field names that must not be in the output
 	removed      int      // Result.Removed
@@ -384,7 +384,7 @@ func TestRewriteErrors(t *testing.T) {
 		name      string
 		msg       string
 		p         Params
-		reason    string // "" with permanent=false: must fail, transient
+		reason    failure.Reason // "" with permanent=false: must fail, transient
 		permanent bool
 		ok        bool
 	}{

@@ -138,8 +138,8 @@ func TestParseMalformed(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse accepted %s: %+v", tt.body, n)
 			}
-			if !errors.Is(err, ErrMalformed) || !failure.IsPermanent(err) || failure.ReasonOf(err) != ReasonMalformed {
-				t.Errorf("error %v: want permanent %s wrapping ErrMalformed", err, ReasonMalformed)
+			if !errors.Is(err, ErrMalformed) || !failure.IsPermanent(err) || failure.ReasonOf(err) != failure.ReasonMalformedNotification {
+				t.Errorf("error %v: want permanent %s wrapping ErrMalformed", err, failure.ReasonMalformedNotification)
 			}
 		})
 	}
