@@ -5,7 +5,7 @@
 // and a final 4xx only for deliveries that can never succeed.
 //
 // A request waits for nothing but the signature check (certificate cached,
-// one bounded download otherwise) and the store's fsync: no S3, no SES.
+// one bounded download otherwise) and the queue's fsync: no S3, no SES.
 package inbound
 
 import (
@@ -30,10 +30,11 @@ import (
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 
-// Store persists accepted notifications. Put returns only once e is durable
-// (fsync'd), or reports duplicate when an entry with e.ID was already
-// stored. It returns spool.ErrFull when at its bound.
-type Store interface {
+// Queue persists accepted notifications for the workers (implemented by
+// *spool.Spool). Put returns only once e is durable (fsync'd), or reports
+// duplicate when an entry with e.ID was already stored. It returns
+// spool.ErrFull when at its bound.
+type Queue interface {
 	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
 }
 
@@ -65,8 +66,13 @@ type Config struct {
 	RetryAfter time.Duration
 	// Verifier authenticates deliveries and confirms subscriptions. Required.
 	Verifier *sns.Verifier
-	// Store persists notifications. Required.
-	Store Store
+	// Queue persists notifications. Required.
+	Queue Queue
+	// Store is the former name of Queue, read when Queue is nil.
+	//
+	// Deprecated: transitional, until cmd/mailrelay/relay sets Queue; then
+	// remove it.
+	Store Queue
 	// Draining, if set and true, makes every delivery a 503 before it is
 	// stored: the relay is shutting down and SNS should retry elsewhere.
 	Draining func() bool
@@ -75,20 +81,20 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Logger, if set, logs every delivery's outcome.
 	Logger *slog.Logger
-	// StoreTimeout bounds how long a request waits for its durable write
-	// (default DefaultStoreTimeout). A write still running then is answered
+	// PutTimeout bounds how long a request waits for its durable write
+	// (default DefaultPutTimeout). A write still running then is answered
 	// 503; if it completes, SNS's retry is recognised as a duplicate. A
 	// stalled disk therefore cannot hold inbound connections (incident 004).
-	StoreTimeout time.Duration
+	PutTimeout time.Duration
 	// MaxPendingWrites bounds writes still running after their request was
 	// answered (default DefaultMaxPendingWrites); past it, deliveries are
 	// answered 503 at once.
 	MaxPendingWrites int64
 }
 
-// Defaults of Config.StoreTimeout and Config.MaxPendingWrites.
+// Defaults of Config.PutTimeout and Config.MaxPendingWrites.
 const (
-	DefaultStoreTimeout     = 5 * time.Second
+	DefaultPutTimeout       = 5 * time.Second
 	DefaultMaxPendingWrites = 1024
 )
 
@@ -98,15 +104,15 @@ type Handler struct {
 	maxBody    int64
 	retryAfter string
 	verifier   *sns.Verifier
-	store      Store
+	queue      Queue
 	draining   func() bool
 	metrics    *telemetry.Metrics
 	log        *slog.Logger
 	now        func() time.Time
 
-	storeTimeout time.Duration
-	maxPending   int64
-	pending      atomic.Int64 // store writes in progress
+	putTimeout time.Duration
+	maxPending int64
+	pending    atomic.Int64 // store writes in progress
 }
 
 // New validates cfg and returns a Handler.
@@ -115,17 +121,17 @@ func New(cfg Config) (*Handler, error) {
 		topics:   map[string]bool{},
 		maxBody:  cfg.MaxBodyBytes,
 		verifier: cfg.Verifier,
-		store:    cfg.Store,
+		queue:    cfg.Queue,
 		draining: cfg.Draining,
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      time.Now,
 
-		storeTimeout: cfg.StoreTimeout,
-		maxPending:   cfg.MaxPendingWrites,
+		putTimeout: cfg.PutTimeout,
+		maxPending: cfg.MaxPendingWrites,
 	}
-	if h.storeTimeout <= 0 {
-		h.storeTimeout = DefaultStoreTimeout
+	if h.putTimeout <= 0 {
+		h.putTimeout = DefaultPutTimeout
 	}
 	if h.maxPending <= 0 {
 		h.maxPending = DefaultMaxPendingWrites
@@ -141,8 +147,11 @@ func New(cfg Config) (*Handler, error) {
 	if h.verifier == nil {
 		return nil, errors.New("inbound: no verifier")
 	}
-	if h.store == nil {
-		return nil, errors.New("inbound: no store")
+	if h.queue == nil {
+		h.queue = cfg.Store
+	}
+	if h.queue == nil {
+		return nil, errors.New("inbound: no queue")
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -324,7 +333,7 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 	case errors.Is(err, spool.ErrInvalidID):
 		// Final: SNS would retry this id for an hour to the same answer.
 		o.set(http.StatusBadRequest, "invalid_message_id", err)
-	case errors.Is(err, errStoreTimeout), errors.Is(err, errTooManyWrites):
+	case errors.Is(err, errPutTimeout), errors.Is(err, errTooManyWrites):
 		o.set(http.StatusServiceUnavailable, "store_slow", err)
 	case err != nil:
 		o.set(http.StatusServiceUnavailable, "store_failed", err)
@@ -338,11 +347,11 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 }
 
 var (
-	errStoreTimeout  = errors.New("inbound: durable write still running")
+	errPutTimeout    = errors.New("inbound: durable write still running")
 	errTooManyWrites = errors.New("inbound: too many durable writes in progress")
 )
 
-// put runs the store's write, waiting at most storeTimeout. The write
+// put runs the queue's durable write, waiting at most putTimeout. The write
 // itself is not abandoned: it finishes (or fails) in the background and is
 // counted until then, so a stalled disk shows up as 503s, not as held
 // connections, and never as an acknowledged but unwritten notification.
@@ -364,10 +373,10 @@ func (h *Handler) put(ctx context.Context, e spool.Entry) (bool, error) {
 				done <- result{panicv: r}
 			}
 		}()
-		dup, err := h.store.Put(context.WithoutCancel(ctx), e)
+		dup, err := h.queue.Put(context.WithoutCancel(ctx), e)
 		done <- result{dup: dup, err: err}
 	}()
-	t := time.NewTimer(h.storeTimeout)
+	t := time.NewTimer(h.putTimeout)
 	defer t.Stop()
 	select {
 	case r := <-done:
@@ -376,7 +385,7 @@ func (h *Handler) put(ctx context.Context, e spool.Entry) (bool, error) {
 		}
 		return r.dup, r.err
 	case <-t.C:
-		return false, errStoreTimeout
+		return false, errPutTimeout
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}

@@ -42,8 +42,8 @@ const (
 		`"content":"From: a@b\r\nSubject: hi\r\n\r\nbody\r\n"}`
 )
 
-// memStore is an in-memory Store.
-type memStore struct {
+// memQueue is an in-memory Queue.
+type memQueue struct {
 	mu      sync.Mutex
 	entries map[string]spool.Entry
 	puts    int
@@ -52,9 +52,9 @@ type memStore struct {
 	block   chan struct{} // when set, Put waits for it to close (a stalled disk)
 }
 
-func newMemStore() *memStore { return &memStore{entries: map[string]spool.Entry{}} }
+func newMemQueue() *memQueue { return &memQueue{entries: map[string]spool.Entry{}} }
 
-func (s *memStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
+func (s *memQueue) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	s.mu.Lock()
 	block := s.block
 	s.mu.Unlock()
@@ -77,7 +77,7 @@ func (s *memStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	return false, nil
 }
 
-func (s *memStore) stored() map[string]spool.Entry {
+func (s *memQueue) stored() map[string]spool.Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[string]spool.Entry{}
@@ -105,7 +105,7 @@ func listen(t testing.TB, h http.Handler) *httptest.Server {
 // env is one relay endpoint with its collaborators.
 type env struct {
 	signer   *snstest.Signer
-	store    *memStore
+	queue    *memQueue
 	metrics  *telemetry.Metrics
 	draining atomic.Bool
 	server   *httptest.Server
@@ -122,13 +122,13 @@ type env struct {
 type envOptions struct {
 	fetchTimeout time.Duration
 	maxBody      int64
-	storeTimeout time.Duration
+	putTimeout   time.Duration
 	maxPending   int64
 }
 
 func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	t.Helper()
-	e := &env{signer: signer, store: newMemStore(), metrics: telemetry.NewMetrics(), logs: &bytes.Buffer{}, fetchesBefore: signer.Fetches()}
+	e := &env{signer: signer, queue: newMemQueue(), metrics: telemetry.NewMetrics(), logs: &bytes.Buffer{}, fetchesBefore: signer.Fetches()}
 	e.confirmStatus.Store(http.StatusOK)
 	confirm := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.confirmHits.Add(1)
@@ -163,12 +163,12 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 		MaxBodyBytes: o.maxBody,
 		RetryAfter:   7 * time.Second,
 		Verifier:     v,
-		Store:        e.store,
+		Queue:        e.queue,
 		Draining:     e.draining.Load,
 		Metrics:      e.metrics,
 		Logger:       logger,
 
-		StoreTimeout:     o.storeTimeout,
+		PutTimeout:       o.putTimeout,
 		MaxPendingWrites: o.maxPending,
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-v1", subject, sesS3, "1") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				got := e.store.stored()["msg-v1"]
+				got := e.queue.stored()["msg-v1"]
 				if got.Kind != "Received" || got.TopicARN != topic || string(got.Payload) != sesS3 || got.EnqueuedAt.IsZero() {
 					t.Errorf("stored entry %+v", got)
 				}
@@ -276,7 +276,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-v2", subject, sesInline, "2") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				if got := e.store.stored()["msg-v2"]; got.Kind != "Received" || string(got.Payload) != sesInline {
+				if got := e.queue.stored()["msg-v2"]; got.Kind != "Received" || string(got.Payload) != sesInline {
 					t.Errorf("stored entry %+v", got)
 				}
 			},
@@ -292,7 +292,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-odd", "", "hello, not SES", "1") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				if got := e.store.stored()["msg-odd"]; got.Kind != "" || string(got.Payload) != "hello, not SES" {
+				if got := e.queue.stored()["msg-odd"]; got.Kind != "" || string(got.Payload) != "hello, not SES" {
 					t.Errorf("stored entry %+v", got)
 				}
 			},
@@ -389,19 +389,19 @@ func TestInbound(t *testing.T) {
 		},
 		{
 			name:  "spool full",
-			setup: func(e *env) { e.store.err = spool.ErrFull },
+			setup: func(e *env) { e.queue.err = spool.ErrFull },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-full", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
 		{
 			name:  "store error",
-			setup: func(e *env) { e.store.err = errors.New("disk on fire") },
+			setup: func(e *env) { e.queue.err = errors.New("disk on fire") },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-err", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
 		{
 			name:  "store closed",
-			setup: func(e *env) { e.store.err = spool.ErrClosed },
+			setup: func(e *env) { e.queue.err = spool.ErrClosed },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-closed", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
@@ -413,7 +413,7 @@ func TestInbound(t *testing.T) {
 		},
 		{
 			name:  "store panics",
-			setup: func(e *env) { e.store.panics = true },
+			setup: func(e *env) { e.queue.panics = true },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-panic", subject, sesS3, "1") },
 			code:  500, typ: sns.TypeNotification, storeCall: 1,
 			check: func(t *testing.T, e *env) {
@@ -507,11 +507,11 @@ func TestInbound(t *testing.T) {
 					t.Errorf("Retry-After %q on %d", retryAfter, code)
 				}
 			}
-			if got := len(e.store.stored()); got != tt.stored {
+			if got := len(e.queue.stored()); got != tt.stored {
 				t.Errorf("stored %d entries, want %d", got, tt.stored)
 			}
-			if e.store.puts != tt.storeCall {
-				t.Errorf("Store.Put called %d times, want %d", e.store.puts, tt.storeCall)
+			if e.queue.puts != tt.storeCall {
+				t.Errorf("Queue.Put called %d times, want %d", e.queue.puts, tt.storeCall)
 			}
 			if got := e.requests(tt.typ, strconv.Itoa(tt.code)); got != float64(tt.repeat+1) {
 				t.Errorf("mailrelay_inbound_requests_total{type=%q,code=%d} = %v, want %d", tt.typ, tt.code, got, tt.repeat+1)

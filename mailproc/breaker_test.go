@@ -32,7 +32,7 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	for attempt := 1; attempt < 6; attempt++ {
 		e.p.handle(ctx, e.q.entry(t, "sns-b"))
 	}
-	if gets, _ := e.store.counts(); gets != 0 {
+	if gets, _ := e.objects.counts(); gets != 0 {
 		t.Fatalf("downloaded %d times while SES's breaker was open", gets)
 	}
 	if len(e.q.retries) != 6 {
@@ -49,7 +49,7 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	if len(e.q.completed) != 1 || len(gs.sent()) != 1 {
 		t.Fatalf("after the breaker closed: %d completed, %d sent", len(e.q.completed), len(gs.sent()))
 	}
-	if gets, _ := e.store.counts(); gets != 1 {
+	if gets, _ := e.objects.counts(); gets != 1 {
 		t.Errorf("%d downloads, want 1", gets)
 	}
 }

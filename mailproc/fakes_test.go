@@ -182,8 +182,8 @@ func (q *fakeQueue) outcomes() (completed, retried, dead, released int) {
 	return len(q.completed), len(q.retries), len(q.dead), len(q.released)
 }
 
-// fakeStore is a Store over a map "bucket/key" → bytes.
-type fakeStore struct {
+// fakeObjects is an ObjectStore over a map "bucket/key" → bytes.
+type fakeObjects struct {
 	mu        sync.Mutex
 	objects   map[string][]byte
 	getErrs   []error // error of the Get call with that index (nil: none)
@@ -192,17 +192,17 @@ type fakeStore struct {
 	deletes   map[string]int // "bucket/key" → Delete calls
 }
 
-func newFakeStore() *fakeStore {
-	return &fakeStore{objects: map[string][]byte{}, deletes: map[string]int{}}
+func newFakeObjects() *fakeObjects {
+	return &fakeObjects{objects: map[string][]byte{}, deletes: map[string]int{}}
 }
 
-func (s *fakeStore) put(bucket, key string, data []byte) {
+func (s *fakeObjects) put(bucket, key string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.objects[bucket+"/"+key] = data
 }
 
-func (s *fakeStore) Get(ctx context.Context, bucket, key string) ([]byte, error) {
+func (s *fakeObjects) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.gets
@@ -220,14 +220,14 @@ func (s *fakeStore) Get(ctx context.Context, bucket, key string) ([]byte, error)
 	return bytes.Clone(data), nil
 }
 
-func (s *fakeStore) Delete(ctx context.Context, bucket, key string) error {
+func (s *fakeObjects) Delete(ctx context.Context, bucket, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes[bucket+"/"+key]++
 	return s.deleteErr
 }
 
-func (s *fakeStore) counts() (gets, deletes int) {
+func (s *fakeObjects) counts() (gets, deletes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.deletes {
@@ -386,7 +386,7 @@ func s3Notification(t testing.TB, mut func(n *sesnotify.Notification), rcpts ...
 type env struct {
 	p       *Pool
 	q       *fakeQueue
-	store   *fakeStore
+	objects *fakeObjects
 	sender  *fakeSender
 	metrics *telemetry.Metrics
 }
@@ -410,12 +410,12 @@ func newEnv(t testing.TB, mut func(c *Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{q: newFakeQueue(), store: newFakeStore(), sender: &fakeSender{}, metrics: telemetry.NewMetrics()}
-	e.store.put(testBucket, testKey, readTestdata(t, "mail.eml"))
+	e := &env{q: newFakeQueue(), objects: newFakeObjects(), sender: &fakeSender{}, metrics: telemetry.NewMetrics()}
+	e.objects.put(testBucket, testKey, readTestdata(t, "mail.eml"))
 	cfg := Config{
 		Workers:        1,
 		Queue:          e.q,
-		Store:          e.store,
+		Objects:        e.objects,
 		Sender:         e.sender,
 		Aliases:        table,
 		Policy:         defaultPolicy(),

@@ -39,8 +39,8 @@ type Queue interface {
 	DeadLetter(id, reason string) error
 }
 
-// Store holds the raw mail SES received (S3).
-type Store interface {
+// ObjectStore holds the raw mail SES received (S3).
+type ObjectStore interface {
 	Get(ctx context.Context, bucket, key string) ([]byte, error)
 	Delete(ctx context.Context, bucket, key string) error
 }
@@ -77,10 +77,16 @@ type Policy struct {
 type Config struct {
 	Workers int
 	Queue   Queue
-	Store   Store
+	Objects ObjectStore
 	Sender  Sender
 	Aliases Resolver
 	Policy  Policy
+
+	// Store is the former name of Objects, read when Objects is nil.
+	//
+	// Deprecated: transitional, until cmd/mailrelay/relay sets Objects;
+	// then remove it.
+	Store ObjectStore
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -112,8 +118,12 @@ type Pool struct {
 
 // New validates cfg and returns a pool that is not yet running.
 func New(cfg Config) (*Pool, error) {
-	if cfg.Queue == nil || cfg.Store == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
-		return nil, errors.New("mailproc: Queue, Store, Sender, Aliases and Metrics are required")
+	if cfg.Objects == nil {
+		cfg.Objects = cfg.Store
+	}
+	cfg.Store = nil
+	if cfg.Queue == nil || cfg.Objects == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
+		return nil, errors.New("mailproc: Queue, Objects, Sender, Aliases and Metrics are required")
 	}
 	if cfg.Workers < 1 {
 		cfg.Workers = 1
@@ -223,7 +233,7 @@ func (p *Pool) waitAvailable(ctx context.Context) bool {
 }
 
 func (p *Pool) available() bool {
-	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
+	for _, dep := range []any{p.cfg.Sender, p.cfg.Objects} {
 		if a, ok := dep.(availability); ok && !a.Available() {
 			return false
 		}

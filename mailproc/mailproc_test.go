@@ -26,13 +26,13 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := Config{Queue: newFakeQueue(), Store: newFakeStore(), Sender: &fakeSender{}, Aliases: table, Metrics: telemetry.NewMetrics()}
+	full := Config{Queue: newFakeQueue(), Objects: newFakeObjects(), Sender: &fakeSender{}, Aliases: table, Metrics: telemetry.NewMetrics()}
 	for _, tc := range []struct {
 		name string
 		mut  func(c *Config)
 	}{
 		{"no queue", func(c *Config) { c.Queue = nil }},
-		{"no store", func(c *Config) { c.Store = nil }},
+		{"no object store", func(c *Config) { c.Objects = nil }},
 		{"no sender", func(c *Config) { c.Sender = nil }},
 		{"no aliases", func(c *Config) { c.Aliases = nil }},
 		{"no metrics", func(c *Config) { c.Metrics = nil }},
@@ -42,6 +42,12 @@ func TestNew(t *testing.T) {
 		if _, err := New(c); err == nil {
 			t.Errorf("%s: New succeeded", tc.name)
 		}
+	}
+
+	old := full
+	old.Objects, old.Store = nil, full.Objects
+	if p, err := New(old); err != nil || p.cfg.Objects == nil {
+		t.Errorf("the deprecated Store field is not taken as Objects: %v", err)
 	}
 
 	p, err := New(full)
@@ -113,7 +119,7 @@ func TestPoolStartStop(t *testing.T) {
 		var payload []byte
 		if i%2 == 0 {
 			key := fmt.Sprintf("incoming/msg-%d", i)
-			e.store.put(testBucket, key, src)
+			e.objects.put(testBucket, key, src)
 			payload = s3Notification(t, func(n *sesnotify.Notification) {
 				n.Mail.MessageID = fmt.Sprintf("msg-%d", i)
 				n.Receipt.Action.ObjectKey = key
@@ -163,7 +169,7 @@ func TestPoolStartStop(t *testing.T) {
 	if m := maxInFlight.Load(); m != workers {
 		t.Errorf("at most %d sends in flight, want %d", m, workers)
 	}
-	if _, deletes := e.store.counts(); deletes != entries/2 {
+	if _, deletes := e.objects.counts(); deletes != entries/2 {
 		t.Errorf("%d objects deleted, want %d", deletes, entries/2)
 	}
 	if v := testutil.ToFloat64(e.metrics.Messages.WithLabelValues(telemetry.MsgForwarded, "ok")); v != entries {

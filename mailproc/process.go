@@ -241,7 +241,7 @@ func (p *Pool) fetch(ctx context.Context, n *sesnotify.Notification) ([]byte, er
 	}
 	a := n.Receipt.Action
 	if strings.EqualFold(a.Type, "S3") && a.BucketName != "" && a.ObjectKey != "" {
-		raw, err := p.cfg.Store.Get(ctx, a.BucketName, a.ObjectKey)
+		raw, err := p.cfg.Objects.Get(ctx, a.BucketName, a.ObjectKey)
 		if err != nil {
 			return nil, fmt.Errorf("fetch s3://%s/%s: %w", a.BucketName, a.ObjectKey, err)
 		}
@@ -260,7 +260,7 @@ func (p *Pool) cleanup(ctx context.Context, n *sesnotify.Notification, log *slog
 	if !p.cfg.Policy.DeleteObjects || !strings.EqualFold(a.Type, "S3") || a.BucketName == "" || a.ObjectKey == "" {
 		return
 	}
-	if err := p.cfg.Store.Delete(ctx, a.BucketName, a.ObjectKey); err != nil {
+	if err := p.cfg.Objects.Delete(ctx, a.BucketName, a.ObjectKey); err != nil {
 		log.Warn("deleting the S3 object failed; lifecycle expiry will remove it", "bucket", a.BucketName, "key", a.ObjectKey, "err", err)
 	}
 }
