@@ -14,7 +14,6 @@ import (
 
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
-	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 const topic = "arn:aws:sns:us-east-1:123456789012:ses-inbound"
@@ -133,8 +132,8 @@ func TestVerify(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("Verify error %v, want %v", err, tt.err)
 			}
-			if failure.IsPermanent(err) != tt.perm {
-				t.Errorf("IsPermanent(%v) = %v, want %v", err, failure.IsPermanent(err), tt.perm)
+			if retryable(err) == tt.perm {
+				t.Errorf("retryable(%v) = %v, want %v", err, retryable(err), !tt.perm)
 			}
 		})
 	}
@@ -217,7 +216,7 @@ func TestVerifyFetchTimeout(t *testing.T) {
 	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: hang.URL + "/cert.pem"}
 	signer.Sign(m, "2")
 	err := v.Verify(context.Background(), m)
-	if !errors.Is(err, sns.ErrCertFetch) || failure.IsPermanent(err) {
+	if !errors.Is(err, sns.ErrCertFetch) || !retryable(err) {
 		t.Fatalf("Verify against hanging cert server: %v, want transient ErrCertFetch", err)
 	}
 	if got := rec.all(); len(got) != 1 || got[0] != (observation{sns.OpGetCertificate, sns.OutcomeTimeout}) {
@@ -404,14 +403,14 @@ func TestConfirm(t *testing.T) {
 		t.Fatalf("Confirm: %v", err)
 	}
 	status.Store(http.StatusInternalServerError)
-	if err := v.Confirm(context.Background(), conf); !errors.Is(err, sns.ErrConfirm) || failure.IsPermanent(err) {
+	if err := v.Confirm(context.Background(), conf); !errors.Is(err, sns.ErrConfirm) || !retryable(err) {
 		t.Errorf("Confirm on 500: %v, want transient ErrConfirm", err)
 	}
 	if n := hits.Load(); n != 2 {
 		t.Errorf("confirm requests %d, want 2", n)
 	}
 	bad := parse(t, signer.Body(signer.Confirmation(sns.TypeSubscriptionConfirmation, topic, elsewhere.URL+"/?Action=ConfirmSubscription"), "1"))
-	if err := v.Confirm(context.Background(), bad); !errors.Is(err, sns.ErrSubscribeURL) || !failure.IsPermanent(err) {
+	if err := v.Confirm(context.Background(), bad); !errors.Is(err, sns.ErrSubscribeURL) || retryable(err) {
 		t.Errorf("Confirm elsewhere: %v, want permanent ErrSubscribeURL", err)
 	}
 	unsub := parse(t, signer.UnsubscribeConfirmation(topic, subscribe))
