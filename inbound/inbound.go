@@ -40,10 +40,10 @@ type Queue interface {
 
 // Defaults for Config.
 const (
-	// DefaultMaxBodyBytes is the largest delivery accepted. SNS messages
-	// are at most 256 KiB and SES inline (SNS action) mail at most 150 KB,
-	// so a real envelope stays below it with room for JSON escaping.
-	DefaultMaxBodyBytes = 256 << 10
+	// DefaultMaxBodyBytes is the largest delivery accepted. SNS caps the
+	// Message at 256 KiB (SES inline mail, SNS action, at 150 KB); the JSON
+	// envelope and its escaping (up to 6 bytes for one) add to it.
+	DefaultMaxBodyBytes int64 = 1 << 20
 	// DefaultRetryAfter is the Retry-After of 503 answers.
 	DefaultRetryAfter = 5 * time.Second
 )

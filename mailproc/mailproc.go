@@ -73,6 +73,17 @@ type Policy struct {
 	DisplaySuffix     string
 }
 
+// Defaults of Config, applied by New for zero values; cmd's configuration
+// uses the same constants.
+const (
+	DefaultAttemptTimeout        = 2 * time.Minute
+	DefaultRetryMin              = 2 * time.Second
+	DefaultRetryMax              = 5 * time.Minute
+	DefaultRetryMaxAge           = 24 * time.Hour
+	DefaultBreakerDelay          = 10 * time.Second
+	DefaultMaxMessageBytes int64 = 10 << 20 // SES v1's limit for one sent mail
+)
+
 // Config configures a Pool.
 type Config struct {
 	Workers int
@@ -95,7 +106,7 @@ type Config struct {
 	// RetryMaxAge: a message failing for longer is dead-lettered.
 	RetryMaxAge time.Duration
 	// BreakerDelay is how long a mail waits when a dependency's breaker is
-	// open (jittered over its upper half; default 10s). It does not grow
+	// open (jittered over its upper half; default DefaultBreakerDelay). It does not grow
 	// with attempts: once the breaker closes, waiting mail goes at once
 	// instead of sitting out an exponential backoff it never earned.
 	BreakerDelay time.Duration
@@ -129,22 +140,25 @@ func New(cfg Config) (*Pool, error) {
 		cfg.Workers = 1
 	}
 	if cfg.AttemptTimeout <= 0 {
-		cfg.AttemptTimeout = 2 * time.Minute
+		cfg.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 2 * time.Second
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
 	}
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = cfg.RetryMin
 	}
 	if cfg.RetryMaxAge <= 0 {
-		cfg.RetryMaxAge = 24 * time.Hour
+		cfg.RetryMaxAge = DefaultRetryMaxAge
 	}
 	if cfg.BreakerDelay <= 0 {
-		cfg.BreakerDelay = 10 * time.Second
+		cfg.BreakerDelay = DefaultBreakerDelay
 	}
 	if cfg.Policy.MaxMessageBytes <= 0 {
-		cfg.Policy.MaxMessageBytes = 10 << 20
+		cfg.Policy.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if cfg.InFlightBytes < cfg.Policy.MaxMessageBytes {
 		cfg.InFlightBytes = cfg.Policy.MaxMessageBytes
