@@ -11,14 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -338,21 +337,12 @@ var (
 	testMaxMB = int64(1 << 20)
 )
 
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// notification loads a testdata notification (real SES shapes), applies
+// notification loads a mailtest notification (real SES shapes), applies
 // mut and encodes it again.
 func notification(t testing.TB, name string, mut func(n *sesnotify.Notification)) []byte {
 	t.Helper()
 	var n sesnotify.Notification
-	if err := json.Unmarshal(readTestdata(t, name), &n); err != nil {
+	if err := json.Unmarshal(mailtest.Notification(name), &n); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	if mut != nil {
@@ -411,7 +401,7 @@ func newEnv(t testing.TB, mut func(c *Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{q: newFakeQueue(), objects: newFakeObjects(), sender: &fakeSender{}, metrics: telemetry.NewMetrics()}
-	e.objects.put(testBucket, testKey, readTestdata(t, "mail.eml"))
+	e.objects.put(testBucket, testKey, mailtest.ReceivedMail())
 	cfg := Config{
 		Workers:        1,
 		Queue:          e.q,

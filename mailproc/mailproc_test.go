@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -114,7 +115,7 @@ func TestPoolStartStop(t *testing.T) {
 	defer cancel()
 	e.p.Start(ctx)
 
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	for i := range entries {
 		var payload []byte
 		if i%2 == 0 {
@@ -383,7 +384,7 @@ func TestByteBudget(t *testing.T) {
 // once, does not panic, and gives the byte budget back.
 func FuzzHandle(f *testing.F) {
 	for _, name := range []string{"received_s3.json", "received_sns_base64.json", "received_sns_utf8.json", "bounce.json", "complaint.json"} {
-		f.Add(readTestdata(f, name))
+		f.Add(mailtest.Notification(name))
 	}
 	f.Add(s3Notification(f, nil, "nobody@relay.example.com", "shop@relay.example.com", "sales@relay.example.com"))
 	f.Add([]byte(`{"notificationType":"Received","mail":{"messageId":"x"},"receipt":{"action":{"type":"SNS"},"recipients":["shop@relay.example.com"]},"content":"From: a@b\r\n\r\nhi"}`))

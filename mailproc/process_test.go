@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -75,7 +76,7 @@ func bodyOf(t *testing.T, raw []byte) []byte {
 }
 
 func TestHandle(t *testing.T) {
-	mailEML := readTestdata(t, "mail.eml")
+	mailEML := mailtest.ReceivedMail()
 	transientS3 := failure.Transient("s3_timeout", errors.New("GetObject: deadline exceeded"))
 	permanentS3 := failure.Permanent("s3_not_found", errors.New("NoSuchKey"))
 
@@ -519,7 +520,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	if len(sent) != 1 {
 		t.Fatalf("sent %d copies, want 1", len(sent))
 	}
-	checkCopy(t, sent[0], shopCopy, readTestdata(t, "mail.eml"))
+	checkCopy(t, sent[0], shopCopy, mailtest.ReceivedMail())
 	if gets, deletes := e.objects.counts(); gets != 2 || deletes != 1 {
 		t.Errorf("%d gets, %d deletes; want 2, 1", gets, deletes)
 	}
@@ -573,7 +574,7 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 	if seen[shopCopy.alias] != 1 || seen[salesCopy.alias] != 1 || len(sent) != 2 {
 		t.Fatalf("copies sent per alias %v, want each exactly once", seen)
 	}
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	checkCopy(t, sent[0], shopCopy, src)
 	checkCopy(t, sent[1], salesCopy, src)
 	if len(e.q.marks) != 2 || e.q.marks[0].key == e.q.marks[1].key {
@@ -897,7 +898,7 @@ func TestLargeAliasSplit(t *testing.T) {
 		t.Fatalf("%d copies sent, want 3", len(sent))
 	}
 	got := map[string]int{}
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	for _, c := range sent {
 		if len(c.to) > MaxDestinations {
 			t.Errorf("a send to %d destinations, SES takes %d", len(c.to), MaxDestinations)
