@@ -23,6 +23,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -31,15 +32,18 @@ const (
 	topic      = "arn:aws:sns:eu-west-1:111122223333:ses-inbound"
 	otherTopic = "arn:aws:sns:eu-west-1:444455556666:someone-else"
 	subject    = "Amazon SES Email Receipt Notification"
-	sesS3      = `{"notificationType":"Received","mail":{"timestamp":"2024-03-01T10:11:12.512Z","source":"alice@sender.example",` +
-		`"messageId":"c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a","destination":["shop@relay.example.com"],"headersTruncated":false,` +
-		`"commonHeaders":{"from":["Alice <alice@sender.example>"],"to":["shop@relay.example.com"],"subject":"Order"}},` +
-		`"receipt":{"timestamp":"2024-03-01T10:11:12.512Z","processingTimeMillis":412,"recipients":["shop@relay.example.com"],` +
-		`"spamVerdict":{"status":"PASS"},"virusVerdict":{"status":"PASS"},"spfVerdict":{"status":"PASS"},"dkimVerdict":{"status":"PASS"},` +
-		`"dmarcVerdict":{"status":"PASS"},"action":{"type":"S3","topicArn":"` + topic + `","bucketName":"relay-inbound",` +
-		`"objectKey":"c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a"}}}`
-	sesInline = `{"notificationType":"Received","mail":{"messageId":"inline-1"},"receipt":{"action":{"type":"SNS","encoding":"UTF8"}},` +
-		`"content":"From: a@b\r\nSubject: hi\r\n\r\nbody\r\n"}`
+)
+
+var (
+	// sesS3 is a Received notification of a mail stored in S3.
+	sesS3 = string(sesnotify.Received("c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a", time.Date(2024, 3, 1, 10, 11, 12, 512e6, time.UTC),
+		[]string{"shop@relay.example.com"}, sesnotify.S3Action(topic, "relay-inbound", "c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a")).Pass().JSON())
+	// sesInline is a Received notification carrying its mail (SNS action).
+	sesInline = func() string {
+		n := sesnotify.Received("inline-1", time.Time{}, nil, sesnotify.Action{Type: sesnotify.ActionSNS, Encoding: sesnotify.EncodingUTF8})
+		n.Content = "From: a@b\r\nSubject: hi\r\n\r\nbody\r\n"
+		return string(n.JSON())
+	}()
 )
 
 // memQueue is an in-memory Queue.

@@ -387,7 +387,9 @@ func FuzzHandle(f *testing.F) {
 		f.Add(mailtest.Notification(name))
 	}
 	f.Add(s3Notification(f, nil, "nobody@relay.example.com", "shop@relay.example.com", "sales@relay.example.com"))
-	f.Add([]byte(`{"notificationType":"Received","mail":{"messageId":"x"},"receipt":{"action":{"type":"SNS"},"recipients":["shop@relay.example.com"]},"content":"From: a@b\r\n\r\nhi"}`))
+	inline := sesnotify.Received("x", time.Time{}, []string{"shop@relay.example.com"}, sesnotify.Action{Type: sesnotify.ActionSNS})
+	inline.Content = "From: a@b\r\n\r\nhi"
+	f.Add(inline.JSON())
 	f.Add([]byte(`{`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, payload []byte) {

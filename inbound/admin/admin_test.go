@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
@@ -128,8 +129,7 @@ func TestReconcile(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	good := `{"notificationType":"Received","mail":{"messageId":"abc"},"receipt":{"recipients":["shop@relay.example.com"],` +
-		`"action":{"type":"S3","bucketName":"inbound","objectKey":"mail/abc"}}}`
+	good := string(sesnotify.Received("abc", time.Now(), []string{"shop@relay.example.com"}, sesnotify.S3Action("", "inbound", "mail/abc")).JSON())
 	tests := []struct {
 		name, body string
 		code       int
