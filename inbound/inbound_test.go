@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -91,21 +90,6 @@ func (s *memQueue) stored() map[string]spool.Entry {
 	return m
 }
 
-// listen starts h on 127.0.0.1, closed when the test ends.
-func listen(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // env is one relay endpoint with its collaborators.
 type env struct {
 	signer   *snstest.Signer
@@ -134,15 +118,15 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	t.Helper()
 	e := &env{signer: signer, queue: newMemQueue(), metrics: telemetry.NewMetrics(), logs: &bytes.Buffer{}, fetchesBefore: signer.Fetches()}
 	e.confirmStatus.Store(http.StatusOK)
-	confirm := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	confirm := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.confirmHits.Add(1)
 		w.WriteHeader(int(e.confirmStatus.Load()))
 	}))
-	elsewhere := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.elseHits.Add(1)
 	}))
 	release := make(chan struct{})
-	hang := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -181,7 +165,7 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	ec := inbound.NewServer(e.metrics, logger)
 	h.Register(ec)
 	e.echo = ec
-	e.server = listen(t, ec)
+	e.server = snstest.Server(t, ec)
 	return e
 }
 

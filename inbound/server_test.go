@@ -83,7 +83,7 @@ func TestServerHardening(t *testing.T) {
 	e.GET("/boom", func(c echo.Context) error { panic("boom") })
 	e.GET("/err", func(c echo.Context) error { return fmt.Errorf("secret internal detail") })
 	e.POST("/post-only", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	srv := listen(t, e)
+	srv := snstest.Server(t, e)
 	tests := []struct {
 		method, path string
 		code         int

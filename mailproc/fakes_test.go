@@ -472,3 +472,24 @@ func budgetUsed(p *Pool) int64 {
 	defer p.budget.mu.Unlock()
 	return p.budget.used
 }
+
+// await fails t unless ch yields a value within wait; what says what was
+// awaited.
+func await[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		t.Fatal(what)
+	}
+}
+
+// give hands entry to a worker, failing t unless one takes it within wait.
+func (e *env) give(t testing.TB, entry spool.Entry) {
+	t.Helper()
+	select {
+	case e.q.next <- entry:
+	case <-time.After(wait):
+		t.Fatal("no worker took the entry")
+	}
+}

@@ -198,16 +198,8 @@ func TestStopWaitsForWorkInProgress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.p.Start(ctx)
-	select {
-	case e.q.next <- newEntry("sns-1", s3Notification(t, nil)):
-	case <-time.After(wait):
-		t.Fatal("no worker took the entry")
-	}
-	select {
-	case <-started:
-	case <-time.After(wait):
-		t.Fatal("send did not start")
-	}
+	e.give(t, newEntry("sns-1", s3Notification(t, nil)))
+	await(t, started, "send did not start")
 
 	stopped := make(chan error, 1)
 	go func() {
@@ -240,16 +232,8 @@ func TestStopTimeoutThenCancelWork(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.p.Start(ctx)
-	select {
-	case e.q.next <- newEntry("sns-1", s3Notification(t, nil)):
-	case <-time.After(wait):
-		t.Fatal("no worker took the entry")
-	}
-	select {
-	case <-e.sender.started:
-	case <-time.After(wait):
-		t.Fatal("send did not start")
-	}
+	e.give(t, newEntry("sns-1", s3Notification(t, nil)))
+	await(t, e.sender.started, "send did not start")
 
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer scancel()
@@ -259,11 +243,7 @@ func TestStopTimeoutThenCancelWork(t *testing.T) {
 	cancel()
 	waited := make(chan struct{})
 	go func() { e.p.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(wait):
-		t.Fatal("workers did not return after the work context was canceled")
-	}
+	await(t, waited, "workers did not return after the work context was canceled")
 	completed, retried, dead, released := e.q.outcomes()
 	if released != 1 || completed+retried+dead != 0 {
 		t.Errorf("completed %d, retried %d, dead %d, released %d; want only a release", completed, retried, dead, released)
@@ -277,11 +257,7 @@ func TestWorkersExitOnClosedQueue(t *testing.T) {
 	e.p.Start(context.Background())
 	waited := make(chan struct{})
 	go func() { e.p.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(wait):
-		t.Fatal("workers kept running on a closed spool")
-	}
+	await(t, waited, "workers kept running on a closed spool")
 }
 
 func TestByteBudget(t *testing.T) {

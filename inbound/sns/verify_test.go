@@ -3,9 +3,7 @@ package sns_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,21 +15,6 @@ import (
 )
 
 const topic = "arn:aws:sns:us-east-1:123456789012:ses-inbound"
-
-// serve starts an HTTP server on 127.0.0.1 that is closed when the test ends.
-func serve(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 type observation struct{ op, outcome string }
 
@@ -204,7 +187,7 @@ func TestURLRules(t *testing.T) {
 func TestVerifyFetchTimeout(t *testing.T) {
 	signer := snstest.New(t)
 	release := make(chan struct{})
-	hang := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -228,7 +211,7 @@ func TestVerifyCallerCancel(t *testing.T) {
 	signer := snstest.New(t)
 	release := make(chan struct{})
 	var fetches atomic.Int64
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		<-release
 		w.Write(signer.CertPEM())
@@ -257,7 +240,7 @@ func TestVerifySingleFlight(t *testing.T) {
 	const n = 16
 	release := make(chan struct{})
 	var fetches atomic.Int64
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		select {
 		case <-release:
@@ -343,7 +326,7 @@ func TestBadCertificates(t *testing.T) {
 		"/bad-der.pem": []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 		"/huge.pem":    []byte(strings.Repeat("A", sns.MaxCertBytes+1)),
 	}
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/redirect.pem" {
 			http.Redirect(w, r, signer.CertURL(), http.StatusFound)
 			return
@@ -383,7 +366,7 @@ func TestConfirm(t *testing.T) {
 	var hits atomic.Int64
 	status := atomic.Int64{}
 	status.Store(http.StatusOK)
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		if r.URL.Query().Get("Action") != "ConfirmSubscription" {
 			t.Errorf("confirm request %s", r.URL)
@@ -391,7 +374,7 @@ func TestConfirm(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 		w.Write([]byte("<ConfirmSubscriptionResponse/>"))
 	}))
-	elsewhere := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1000)
 	}))
 	rec := &recorder{}

@@ -1,7 +1,8 @@
 // Package failure classifies errors as transient (retry later) or permanent
-// (retrying cannot help: dead-letter or drop). It is the one place where that
-// decision is made; the edges (awsclient, parsers) wrap their errors with a
-// class and a low-cardinality reason, and the pipeline asks this package.
+// (retrying cannot help: dead-letter or drop), each with a Reason. It is the
+// one place where that decision is made and where every reason is named:
+// the edges (awsclient, parsers) wrap their errors with a class and a Reason
+// constant, and the pipeline asks this package.
 package failure
 
 import (
