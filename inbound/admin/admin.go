@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
@@ -148,7 +149,7 @@ func Handler(q Queue, log *slog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		case err != nil:
-			w.Header().Set("Retry-After", "5")
+			w.Header().Set("Retry-After", strconv.Itoa(int(inbound.DefaultRetryAfter/time.Second)))
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 var (
@@ -34,12 +36,13 @@ const (
 	OpConfirmSubscription = "ConfirmSubscription"
 )
 
-// Outcomes passed to VerifierOptions.Observe (the values of the
-// mailrelay_external_call_duration_seconds outcome label).
+// Outcomes passed to VerifierOptions.Observe: the values of the
+// mailrelay_external_call_duration_seconds outcome label, named in
+// telemetry.
 const (
-	OutcomeOK      = "ok"
-	OutcomeError   = "error"
-	OutcomeTimeout = "timeout"
+	OutcomeOK      = telemetry.OutcomeOK
+	OutcomeError   = telemetry.OutcomeError
+	OutcomeTimeout = telemetry.OutcomeTimeout
 )
 
 // Defaults for VerifierOptions.
