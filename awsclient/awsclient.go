@@ -72,20 +72,21 @@ const (
 // BreakerSettings configures the circuit breaker of one dependency.
 type BreakerSettings struct {
 	// Failures is the number of consecutive failed calls that opens the
-	// breaker (default 5). A failed call is a transient error; permanent
+	// breaker (default DefaultBreakerFailures). A failed call is a transient error; permanent
 	// errors (404, rejected mail) and calls whose caller went away do not
 	// count.
 	Failures uint32
 	// OpenTimeout is how long the breaker stays open before letting trial
-	// calls through (half-open; default 30s).
+	// calls through (half-open; default DefaultBreakerOpenTimeout).
 	OpenTimeout time.Duration
 	// HalfOpenMaxRequests is the number of trial calls allowed while
 	// half-open; that many consecutive successes close the breaker
-	// (default 1).
+	// (default DefaultBreakerHalfOpenMax).
 	HalfOpenMaxRequests uint32
 }
 
-// Options configures New. Zero values take the defaults above.
+// Options configures New. Zero values take the Default* constants above,
+// which cmd's configuration uses as its defaults too.
 type Options struct {
 	// Region overrides the region from the environment (AWS_REGION) and
 	// shared config.
@@ -121,7 +122,7 @@ type Options struct {
 	Breaker BreakerSettings
 
 	// MaxObjectBytes is the largest S3 object Get accepts (default 40 MiB);
-	// larger objects fail permanently with reason "message_too_large"
+	// larger objects fail permanently with reason failure.ReasonMessageTooLarge
 	// without being read.
 	MaxObjectBytes int64
 
@@ -233,8 +234,8 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 	cfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	cfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 
-	s3dep := newDependency("s3", opts)
-	sesdep := newDependency("ses", opts)
+	s3dep := newDependency(ServiceS3, opts)
+	sesdep := newDependency(ServiceSES, opts)
 
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.HTTPClient = newHTTPClient(opts)

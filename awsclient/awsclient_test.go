@@ -67,7 +67,7 @@ func breakerGauge(m *telemetry.Metrics, dep string) float64 {
 }
 
 // wantFailure checks err's class and reason.
-func wantFailure(t *testing.T, err error, permanent bool, reason string) {
+func wantFailure(t *testing.T, err error, permanent bool, reason failure.Reason) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want %s", reason)
@@ -255,7 +255,7 @@ func TestS3ServerErrors(t *testing.T) {
 		name        string
 		maxAttempts int
 		handler     http.HandlerFunc
-		reason      string
+		reason      failure.Reason
 		attempts    int64
 	}{
 		{"500 default attempts", 0, s3Error(500, "InternalError"), "s3_5xx", 2},
@@ -465,7 +465,7 @@ func TestSESSendRaw(t *testing.T) {
 			tests := []struct {
 				errs      []error
 				permanent bool
-				reason    string
+				reason    failure.Reason
 				attempts  int64
 			}{
 				{[]error{fakes.ErrThrottling, fakes.ErrThrottling}, false, "ses_throttled", 2},

@@ -101,7 +101,7 @@ func (d *dependency) do(ctx context.Context, op string, timeout time.Duration, f
 	})
 	if err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
 		d.timer.observeOutcome(op, telemetry.OutcomeBreakerOpen, time.Since(start))
-		return failure.Transient("breaker_open", fmt.Errorf("%s %s: %w", d.service, op, err))
+		return failure.Transient(failure.ReasonBreakerOpen, fmt.Errorf("%s %s: %w", d.service, op, err))
 	}
 	var cg *callerGone
 	if errors.As(err, &cg) {

@@ -90,10 +90,11 @@ func Classify(service string, err error) error {
 		return err
 	}
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return failure.Transient("breaker_open", err)
+		return failure.Transient(failure.ReasonBreakerOpen, err)
 	}
+	r := reasonsOf(service)
 	if errors.Is(err, context.Canceled) {
-		return failure.Transient(service+"_canceled", err)
+		return failure.Transient(r.canceled, err)
 	}
 
 	var apiErr smithy.APIError
@@ -107,29 +108,29 @@ func Classify(service string, err error) error {
 	}
 
 	if isTimeout(err) {
-		return failure.Transient(service+"_timeout", err)
+		return failure.Transient(r.timeout, err)
 	}
 
 	var se interface{ HTTPStatusCode() int }
 	if errors.As(err, &se) {
 		switch status := se.HTTPStatusCode(); {
-		case status == http.StatusNotFound && service == "s3":
-			return failure.Permanent("s3_not_found", err)
+		case status == http.StatusNotFound && service == ServiceS3:
+			return failure.Permanent(failure.ReasonS3NotFound, err)
 		case status == http.StatusNotFound:
-			return failure.Transient(service+"_misconfigured", err)
+			return failure.Transient(r.misconfigured, err)
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
-			return failure.Transient(service+"_access_denied", err)
+			return failure.Transient(r.accessDenied, err)
 		case status == http.StatusTooManyRequests:
-			return failure.Transient(service+"_throttled", err)
+			return failure.Transient(r.throttled, err)
 		case status == http.StatusRequestTimeout:
-			return failure.Transient(service+"_timeout", err)
+			return failure.Transient(r.timeout, err)
 		case status >= 500:
-			return failure.Transient(service+"_5xx", err)
+			return failure.Transient(r.fiveXX, err)
 		case status >= 400:
-			if service == "ses" {
-				return failure.Permanent("ses_rejected", err)
+			if service == ServiceSES {
+				return failure.Permanent(failure.ReasonSESRejected, err)
 			}
-			return failure.Permanent(service+"_bad_request", err)
+			return failure.Permanent(r.badRequest, err)
 		}
 	}
 
@@ -140,41 +141,80 @@ func Classify(service string, err error) error {
 		dnsErr  *net.DNSError
 	)
 	if errors.As(err, &sendErr) || errors.As(err, &opErr) || errors.As(err, &urlErr) || errors.As(err, &dnsErr) {
-		return failure.Transient(service+"_network", err)
+		return failure.Transient(r.network, err)
 	}
-	return failure.Transient(service+"_error", err)
+	return failure.Transient(r.other, err)
+}
+
+// Services of Classify, the service label of the metrics.
+const (
+	ServiceS3  = "s3"
+	ServiceSES = "ses"
+)
+
+// serviceReasons are the reasons every service shares ("<service>_...").
+type serviceReasons struct {
+	canceled, timeout, throttled, accessDenied, misconfigured, fiveXX, badRequest, network, other failure.Reason
+}
+
+var (
+	s3Reasons = serviceReasons{
+		canceled: failure.ReasonS3Canceled, timeout: failure.ReasonS3Timeout, throttled: failure.ReasonS3Throttled,
+		accessDenied: failure.ReasonS3AccessDenied, misconfigured: failure.ReasonS3Misconfigured, fiveXX: failure.ReasonS35xx,
+		badRequest: failure.ReasonS3BadRequest, network: failure.ReasonS3Network, other: failure.ReasonS3Error,
+	}
+	sesReasons = serviceReasons{
+		canceled: failure.ReasonSESCanceled, timeout: failure.ReasonSESTimeout, throttled: failure.ReasonSESThrottled,
+		accessDenied: failure.ReasonSESAccessDenied, misconfigured: failure.ReasonSESMisconfigured, fiveXX: failure.ReasonSES5xx,
+		badRequest: failure.ReasonSESBadRequest, network: failure.ReasonSESNetwork, other: failure.ReasonSESError,
+	}
+)
+
+// reasonsOf returns the reasons of service (ServiceS3 or ServiceSES; any
+// other is a programming error and gets the S3 set's shape under its own
+// name, so a new service shows up in metrics rather than hiding).
+func reasonsOf(service string) serviceReasons {
+	switch service {
+	case ServiceS3:
+		return s3Reasons
+	case ServiceSES:
+		return sesReasons
+	}
+	f := func(s string) failure.Reason { return failure.Reason(service + "_" + s) }
+	return serviceReasons{f("canceled"), f("timeout"), f("throttled"), f("access_denied"), f("misconfigured"), f("5xx"), f("bad_request"), f("network"), f("error")}
 }
 
 // classifyCode maps an API error code; ok is false for codes it does not
 // know, which are then judged by HTTP status.
-func classifyCode(service, code string) (reason string, permanent, ok bool) {
+func classifyCode(service, code string) (reason failure.Reason, permanent, ok bool) {
+	r := reasonsOf(service)
 	switch {
 	case throttleCodes[code]:
-		return service + "_throttled", false, true
+		return r.throttled, false, true
 	case authCodes[code]:
-		return service + "_access_denied", false, true
+		return r.accessDenied, false, true
 	case code == "RequestTimeout" || code == "RequestTimeoutException":
-		return service + "_timeout", false, true
+		return r.timeout, false, true
 	case code == "InternalError" || code == "InternalFailure" || code == "ServiceUnavailable" || code == "InternalServiceErrorException":
-		return service + "_5xx", false, true
+		return r.fiveXX, false, true
 	}
 	switch service {
-	case "s3":
+	case ServiceS3:
 		if s3NotFoundCodes[code] {
-			return "s3_not_found", true, true
+			return failure.ReasonS3NotFound, true, true
 		}
-	case "ses":
+	case ServiceSES:
 		switch {
 		case sesRejectedCodes[code]:
-			return "ses_rejected", true, true
+			return failure.ReasonSESRejected, true, true
 		case sesParamCodes[code]:
-			return "ses_invalid_parameter", true, true
+			return failure.ReasonSESInvalidParameter, true, true
 		case sesMailFromCodes[code]:
-			return "ses_mail_from_not_verified", true, true
+			return failure.ReasonSESMailFromNotVerified, true, true
 		case sesPausedCodes[code]:
-			return "ses_sending_paused", false, true
+			return failure.ReasonSESSendingPaused, false, true
 		case sesConfigCodes[code]:
-			return "ses_misconfigured", false, true
+			return r.misconfigured, false, true
 		}
 	}
 	return "", false, false

@@ -50,7 +50,7 @@ var classifyTests = []struct {
 	service   string
 	err       error
 	permanent bool
-	reason    string
+	reason    failure.Reason
 }{
 	{"s3 NoSuchKey", "s3", sdkError("S3", "GetObject", 404, &s3types.NoSuchKey{}), true, "s3_not_found"},
 	{"s3 NoSuchBucket", "s3", sdkError("S3", "GetObject", 404, &s3types.NoSuchBucket{}), true, "s3_not_found"},

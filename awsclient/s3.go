@@ -23,7 +23,7 @@ type S3 struct {
 }
 
 // Get returns the object's bytes. An object larger than MaxObjectBytes fails
-// permanently with reason "message_too_large", refused on its
+// permanently with reason failure.ReasonMessageTooLarge, refused on its
 // Content-Length before the body is read (and cut off by a limited reader
 // should the length lie). Errors are classified (see Classify).
 func (c *S3) Get(ctx context.Context, bucket, key string) ([]byte, error) {
@@ -35,7 +35,7 @@ func (c *S3) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 		}
 		defer out.Body.Close()
 		if n := out.ContentLength; n != nil && *n > c.maxBytes {
-			return failure.Permanentf("message_too_large", "s3 get %s/%s: object is %d bytes, limit %d", bucket, key, *n, c.maxBytes)
+			return failure.Permanentf(failure.ReasonMessageTooLarge, "s3 get %s/%s: object is %d bytes, limit %d", bucket, key, *n, c.maxBytes)
 		}
 		var buf bytes.Buffer
 		if n := out.ContentLength; n != nil && *n > 0 {
@@ -46,7 +46,7 @@ func (c *S3) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 			return fmt.Errorf("s3 get %s/%s: reading body: %w", bucket, key, err)
 		}
 		if n > c.maxBytes {
-			return failure.Permanentf("message_too_large", "s3 get %s/%s: object exceeds limit %d", bucket, key, c.maxBytes)
+			return failure.Permanentf(failure.ReasonMessageTooLarge, "s3 get %s/%s: object exceeds limit %d", bucket, key, c.maxBytes)
 		}
 		data = buf.Bytes()
 		return nil

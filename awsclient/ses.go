@@ -32,7 +32,7 @@ type SES struct {
 // classified (see Classify).
 func (c *SES) SendRaw(ctx context.Context, from string, destinations []string, raw []byte) (messageID string, err error) {
 	if len(destinations) == 0 {
-		return "", failure.Permanent("ses_invalid_parameter", errors.New("ses send: no destinations"))
+		return "", failure.Permanent(failure.ReasonSESInvalidParameter, errors.New("ses send: no destinations"))
 	}
 	var source *string
 	if from != "" {

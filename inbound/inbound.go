@@ -5,7 +5,7 @@
 // and a final 4xx only for deliveries that can never succeed.
 //
 // A request waits for nothing but the signature check (certificate cached,
-// one bounded download otherwise) and the store's fsync: no S3, no SES.
+// one bounded download otherwise) and the queue's fsync: no S3, no SES.
 package inbound
 
 import (
@@ -30,19 +30,20 @@ import (
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 
-// Store persists accepted notifications. Put returns only once e is durable
-// (fsync'd), or reports duplicate when an entry with e.ID was already
-// stored. It returns spool.ErrFull when at its bound.
-type Store interface {
+// Queue persists accepted notifications for the workers (implemented by
+// *spool.Spool). Put returns only once e is durable (fsync'd), or reports
+// duplicate when an entry with e.ID was already stored. It returns
+// spool.ErrFull when at its bound.
+type Queue interface {
 	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
 }
 
 // Defaults for Config.
 const (
-	// DefaultMaxBodyBytes is the largest delivery accepted. SNS messages
-	// are at most 256 KiB and SES inline (SNS action) mail at most 150 KB,
-	// so a real envelope stays below it with room for JSON escaping.
-	DefaultMaxBodyBytes = 256 << 10
+	// DefaultMaxBodyBytes is the largest delivery accepted. SNS caps the
+	// Message at 256 KiB (SES inline mail, SNS action, at 150 KB); the JSON
+	// envelope and its escaping (up to 6 bytes for one) add to it.
+	DefaultMaxBodyBytes int64 = 1 << 20
 	// DefaultRetryAfter is the Retry-After of 503 answers.
 	DefaultRetryAfter = 5 * time.Second
 )
@@ -65,8 +66,13 @@ type Config struct {
 	RetryAfter time.Duration
 	// Verifier authenticates deliveries and confirms subscriptions. Required.
 	Verifier *sns.Verifier
-	// Store persists notifications. Required.
-	Store Store
+	// Queue persists notifications. Required.
+	Queue Queue
+	// Store is the former name of Queue, read when Queue is nil.
+	//
+	// Deprecated: transitional, until cmd/mailrelay/relay sets Queue; then
+	// remove it.
+	Store Queue
 	// Draining, if set and true, makes every delivery a 503 before it is
 	// stored: the relay is shutting down and SNS should retry elsewhere.
 	Draining func() bool
@@ -75,20 +81,20 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Logger, if set, logs every delivery's outcome.
 	Logger *slog.Logger
-	// StoreTimeout bounds how long a request waits for its durable write
-	// (default DefaultStoreTimeout). A write still running then is answered
+	// PutTimeout bounds how long a request waits for its durable write
+	// (default DefaultPutTimeout). A write still running then is answered
 	// 503; if it completes, SNS's retry is recognised as a duplicate. A
 	// stalled disk therefore cannot hold inbound connections (incident 004).
-	StoreTimeout time.Duration
+	PutTimeout time.Duration
 	// MaxPendingWrites bounds writes still running after their request was
 	// answered (default DefaultMaxPendingWrites); past it, deliveries are
 	// answered 503 at once.
 	MaxPendingWrites int64
 }
 
-// Defaults of Config.StoreTimeout and Config.MaxPendingWrites.
+// Defaults of Config.PutTimeout and Config.MaxPendingWrites.
 const (
-	DefaultStoreTimeout     = 5 * time.Second
+	DefaultPutTimeout       = 5 * time.Second
 	DefaultMaxPendingWrites = 1024
 )
 
@@ -98,15 +104,15 @@ type Handler struct {
 	maxBody    int64
 	retryAfter string
 	verifier   *sns.Verifier
-	store      Store
+	queue      Queue
 	draining   func() bool
 	metrics    *telemetry.Metrics
 	log        *slog.Logger
 	now        func() time.Time
 
-	storeTimeout time.Duration
-	maxPending   int64
-	pending      atomic.Int64 // store writes in progress
+	putTimeout time.Duration
+	maxPending int64
+	pending    atomic.Int64 // store writes in progress
 }
 
 // New validates cfg and returns a Handler.
@@ -115,17 +121,17 @@ func New(cfg Config) (*Handler, error) {
 		topics:   map[string]bool{},
 		maxBody:  cfg.MaxBodyBytes,
 		verifier: cfg.Verifier,
-		store:    cfg.Store,
+		queue:    cfg.Queue,
 		draining: cfg.Draining,
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      time.Now,
 
-		storeTimeout: cfg.StoreTimeout,
-		maxPending:   cfg.MaxPendingWrites,
+		putTimeout: cfg.PutTimeout,
+		maxPending: cfg.MaxPendingWrites,
 	}
-	if h.storeTimeout <= 0 {
-		h.storeTimeout = DefaultStoreTimeout
+	if h.putTimeout <= 0 {
+		h.putTimeout = DefaultPutTimeout
 	}
 	if h.maxPending <= 0 {
 		h.maxPending = DefaultMaxPendingWrites
@@ -141,8 +147,11 @@ func New(cfg Config) (*Handler, error) {
 	if h.verifier == nil {
 		return nil, errors.New("inbound: no verifier")
 	}
-	if h.store == nil {
-		return nil, errors.New("inbound: no store")
+	if h.queue == nil {
+		h.queue = cfg.Store
+	}
+	if h.queue == nil {
+		return nil, errors.New("inbound: no queue")
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -212,78 +221,64 @@ func (o *outcome) set(code int, reason string, err error) {
 }
 
 // handle decides the delivery's fate, in the contract's order: size, parse,
-// (draining), topic allow-list, certificate URL rule, signature, act.
+// (draining), topic allow-list, certificate URL rule, signature, act. A
+// delivery that cannot be accepted is answered per status(err).
 func (h *Handler) handle(r *http.Request, o *outcome) {
-	body, code, err := h.readBody(r)
+	reason, err := h.decide(r, o)
 	if err != nil {
-		reason := "read_error"
-		if code == http.StatusRequestEntityTooLarge {
-			reason = "too_large"
-		}
+		code, reason := status(err)
 		o.set(code, reason, err)
 		return
 	}
+	o.set(http.StatusOK, reason, o.err)
+}
 
+// decide returns the reason of a 200 answer, or the error that refuses the
+// delivery (one status answers for).
+func (h *Handler) decide(r *http.Request, o *outcome) (string, error) {
+	body, err := h.readBody(r)
+	if err != nil {
+		return "", err
+	}
 	m, err := sns.Parse(body)
 	if err != nil {
-		reason := "malformed"
-		if errors.Is(err, sns.ErrUnknownType) {
-			reason = "unknown_type"
-		}
-		o.set(http.StatusBadRequest, reason, err)
-		return
+		return "", err
 	}
 	o.typ, o.snsID, o.topic = m.Type, m.MessageId, m.TopicArn
 
 	if h.draining() {
-		o.set(http.StatusServiceUnavailable, "draining", nil)
-		return
+		return "", errDraining
 	}
 	if !h.topics[m.TopicArn] {
-		o.set(http.StatusForbidden, "topic_not_allowed", nil)
-		return
+		return "", fmt.Errorf("%w: %.200q", errTopicNotAllowed, m.TopicArn)
 	}
 	if !h.verifier.CertURLAllowed(m.SigningCertURL) {
-		o.set(http.StatusForbidden, "cert_url_not_allowed", fmt.Errorf("%w: %.200q", sns.ErrCertURL, m.SigningCertURL))
-		return
+		return "", fmt.Errorf("%w: %.200q", sns.ErrCertURL, m.SigningCertURL)
 	}
 	if err := h.verifier.Verify(r.Context(), m); err != nil {
-		switch {
-		case errors.Is(err, sns.ErrCertURL):
-			o.set(http.StatusForbidden, "cert_url_not_allowed", err)
-		case errors.Is(err, sns.ErrSignature):
-			o.set(http.StatusForbidden, "bad_signature", err)
-		default: // ErrCertFetch, canceled: transient
-			o.set(http.StatusServiceUnavailable, "cert_fetch_failed", err)
-		}
-		return
+		return "", err
 	}
 
 	switch m.Type {
 	case sns.TypeNotification:
-		h.store1(r.Context(), m, o)
+		return h.enqueue(r.Context(), m, o)
 	case sns.TypeSubscriptionConfirmation:
 		if err := h.verifier.Confirm(r.Context(), m); err != nil {
-			if errors.Is(err, sns.ErrSubscribeURL) {
-				o.set(http.StatusForbidden, "subscribe_url_not_allowed", err)
-			} else {
-				o.set(http.StatusServiceUnavailable, "confirm_failed", err)
-			}
-			return
+			return "", err
 		}
-		o.set(http.StatusOK, "subscription_confirmed", nil)
-	case sns.TypeUnsubscribeConfirmation:
+		return "subscription_confirmed", nil
+	default: // sns.TypeUnsubscribeConfirmation
 		// Someone unsubscribed the relay; that is an operator's decision,
 		// so it is logged, not undone.
-		o.set(http.StatusOK, "unsubscribe_confirmation", nil)
+		return "unsubscribe_confirmation", nil
 	}
 }
 
-// readBody reads at most maxBody bytes; 413 above, 503 on a read error (the
-// client's or the network's problem: SNS may retry).
-func (h *Handler) readBody(r *http.Request) ([]byte, int, error) {
+// readBody reads at most maxBody bytes. Errors wrap errTooLarge, or
+// errReadBody (the client's or the network's problem: SNS may retry).
+func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > h.maxBody {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("content length %d over %d", r.ContentLength, h.maxBody)
+		return nil, fmt.Errorf("%w: content length %d over %d", errTooLarge, r.ContentLength, h.maxBody)
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -291,19 +286,19 @@ func (h *Handler) readBody(r *http.Request) ([]byte, int, error) {
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
 	if err != nil {
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("reading body: %w", err)
+		return nil, fmt.Errorf("%w: %w", errReadBody, err)
 	}
 	if n > h.maxBody {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", h.maxBody)
+		return nil, fmt.Errorf("%w: body over %d bytes", errTooLarge, h.maxBody)
 	}
-	return buf.Bytes(), 0, nil
+	return buf.Bytes(), nil
 }
 
-// store1 persists a verified Notification. An inner payload that is not a
+// enqueue persists a verified Notification. An inner payload that is not a
 // recognisable SES notification is stored all the same (Kind ""): the
 // delivery is authentic, and the worker dead-letters it with a reason
 // instead of SNS dropping it unseen.
-func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
+func (h *Handler) enqueue(ctx context.Context, m *sns.Message, o *outcome) (string, error) {
 	payload := []byte(m.Message)
 	kind := ""
 	n, perr := sesnotify.Parse(payload)
@@ -319,30 +314,67 @@ func (h *Handler) store1(ctx context.Context, m *sns.Message, o *outcome) {
 		EnqueuedAt: h.now().UTC(),
 	})
 	switch {
-	case errors.Is(err, spool.ErrFull):
-		o.set(http.StatusServiceUnavailable, "spool_full", err)
-	case errors.Is(err, spool.ErrInvalidID):
-		// Final: SNS would retry this id for an hour to the same answer.
-		o.set(http.StatusBadRequest, "invalid_message_id", err)
-	case errors.Is(err, errStoreTimeout), errors.Is(err, errTooManyWrites):
-		o.set(http.StatusServiceUnavailable, "store_slow", err)
 	case err != nil:
-		o.set(http.StatusServiceUnavailable, "store_failed", err)
+		return "", fmt.Errorf("%w: %w", errPut, err)
 	case dup:
-		o.set(http.StatusOK, "duplicate", nil)
+		return "duplicate", nil
 	case perr != nil:
-		o.set(http.StatusOK, "stored_unrecognised", perr)
-	default:
-		o.set(http.StatusOK, "stored", nil)
+		o.err = perr
+		return "stored_unrecognised", nil
 	}
+	return "stored", nil
 }
 
+// The errors of the handler itself; the others come from sns and spool.
 var (
-	errStoreTimeout  = errors.New("inbound: durable write still running")
-	errTooManyWrites = errors.New("inbound: too many durable writes in progress")
+	errTooLarge        = errors.New("inbound: body too large")
+	errReadBody        = errors.New("inbound: reading body")
+	errDraining        = errors.New("inbound: draining")
+	errTopicNotAllowed = errors.New("inbound: topic not allowed")
+	errPutTimeout      = errors.New("inbound: durable write still running")
+	errTooManyWrites   = errors.New("inbound: too many durable writes in progress")
+	errPut             = errors.New("inbound: durable write failed")
 )
 
-// put runs the store's write, waiting at most storeTimeout. The write
+// statuses is the one place an error becomes an answer: the first entry
+// the error wraps gives the HTTP status and the reason (response body and
+// log). 4xx only for deliveries that can never succeed; anything not listed
+// is answered 503, so SNS retries.
+var statuses = []struct {
+	err    error
+	code   int
+	reason string
+}{
+	{errTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{errReadBody, http.StatusServiceUnavailable, "read_error"},
+	{sns.ErrUnknownType, http.StatusBadRequest, "unknown_type"},
+	{sns.ErrMalformed, http.StatusBadRequest, "malformed"},
+	{errDraining, http.StatusServiceUnavailable, "draining"},
+	{errTopicNotAllowed, http.StatusForbidden, "topic_not_allowed"},
+	{sns.ErrCertURL, http.StatusForbidden, "cert_url_not_allowed"},
+	{sns.ErrSignature, http.StatusForbidden, "bad_signature"},
+	{sns.ErrCertFetch, http.StatusServiceUnavailable, "cert_fetch_failed"},
+	{sns.ErrSubscribeURL, http.StatusForbidden, "subscribe_url_not_allowed"},
+	{sns.ErrConfirm, http.StatusServiceUnavailable, "confirm_failed"},
+	{spool.ErrFull, http.StatusServiceUnavailable, "spool_full"},
+	// Final: SNS would retry this id for an hour to the same answer.
+	{spool.ErrInvalidID, http.StatusBadRequest, "invalid_message_id"},
+	{errPutTimeout, http.StatusServiceUnavailable, "store_slow"},
+	{errTooManyWrites, http.StatusServiceUnavailable, "store_slow"},
+	{errPut, http.StatusServiceUnavailable, "store_failed"},
+}
+
+// status is the answer to a delivery refused with err.
+func status(err error) (code int, reason string) {
+	for _, s := range statuses {
+		if errors.Is(err, s.err) {
+			return s.code, s.reason
+		}
+	}
+	return http.StatusServiceUnavailable, "unavailable"
+}
+
+// put runs the queue's durable write, waiting at most putTimeout. The write
 // itself is not abandoned: it finishes (or fails) in the background and is
 // counted until then, so a stalled disk shows up as 503s, not as held
 // connections, and never as an acknowledged but unwritten notification.
@@ -364,10 +396,10 @@ func (h *Handler) put(ctx context.Context, e spool.Entry) (bool, error) {
 				done <- result{panicv: r}
 			}
 		}()
-		dup, err := h.store.Put(context.WithoutCancel(ctx), e)
+		dup, err := h.queue.Put(context.WithoutCancel(ctx), e)
 		done <- result{dup: dup, err: err}
 	}()
-	t := time.NewTimer(h.storeTimeout)
+	t := time.NewTimer(h.putTimeout)
 	defer t.Stop()
 	select {
 	case r := <-done:
@@ -376,7 +408,7 @@ func (h *Handler) put(ctx context.Context, e spool.Entry) (bool, error) {
 		}
 		return r.dup, r.err
 	case <-t.C:
-		return false, errStoreTimeout
+		return false, errPutTimeout
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -31,19 +31,22 @@ const (
 	topic      = "arn:aws:sns:eu-west-1:111122223333:ses-inbound"
 	otherTopic = "arn:aws:sns:eu-west-1:444455556666:someone-else"
 	subject    = "Amazon SES Email Receipt Notification"
-	sesS3      = `{"notificationType":"Received","mail":{"timestamp":"2024-03-01T10:11:12.512Z","source":"alice@sender.example",` +
-		`"messageId":"c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a","destination":["shop@relay.example.com"],"headersTruncated":false,` +
-		`"commonHeaders":{"from":["Alice <alice@sender.example>"],"to":["shop@relay.example.com"],"subject":"Order"}},` +
-		`"receipt":{"timestamp":"2024-03-01T10:11:12.512Z","processingTimeMillis":412,"recipients":["shop@relay.example.com"],` +
-		`"spamVerdict":{"status":"PASS"},"virusVerdict":{"status":"PASS"},"spfVerdict":{"status":"PASS"},"dkimVerdict":{"status":"PASS"},` +
-		`"dmarcVerdict":{"status":"PASS"},"action":{"type":"S3","topicArn":"` + topic + `","bucketName":"relay-inbound",` +
-		`"objectKey":"c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a"}}}`
-	sesInline = `{"notificationType":"Received","mail":{"messageId":"inline-1"},"receipt":{"action":{"type":"SNS","encoding":"UTF8"}},` +
-		`"content":"From: a@b\r\nSubject: hi\r\n\r\nbody\r\n"}`
 )
 
-// memStore is an in-memory Store.
-type memStore struct {
+var (
+	// sesS3 is a Received notification of a mail stored in S3.
+	sesS3 = string(sesnotify.Received("c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a", time.Date(2024, 3, 1, 10, 11, 12, 512e6, time.UTC),
+		[]string{"shop@relay.example.com"}, sesnotify.S3Action(topic, "relay-inbound", "c2v5b9sj1q0r8m7n6p5k4t3u2v1w0x9y8z7a")).Pass().JSON())
+	// sesInline is a Received notification carrying its mail (SNS action).
+	sesInline = func() string {
+		n := sesnotify.Received("inline-1", time.Time{}, nil, sesnotify.Action{Type: sesnotify.ActionSNS, Encoding: sesnotify.EncodingUTF8})
+		n.Content = "From: a@b\r\nSubject: hi\r\n\r\nbody\r\n"
+		return string(n.JSON())
+	}()
+)
+
+// memQueue is an in-memory Queue.
+type memQueue struct {
 	mu      sync.Mutex
 	entries map[string]spool.Entry
 	puts    int
@@ -52,9 +55,9 @@ type memStore struct {
 	block   chan struct{} // when set, Put waits for it to close (a stalled disk)
 }
 
-func newMemStore() *memStore { return &memStore{entries: map[string]spool.Entry{}} }
+func newMemQueue() *memQueue { return &memQueue{entries: map[string]spool.Entry{}} }
 
-func (s *memStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
+func (s *memQueue) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	s.mu.Lock()
 	block := s.block
 	s.mu.Unlock()
@@ -77,7 +80,7 @@ func (s *memStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	return false, nil
 }
 
-func (s *memStore) stored() map[string]spool.Entry {
+func (s *memQueue) stored() map[string]spool.Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[string]spool.Entry{}
@@ -87,25 +90,10 @@ func (s *memStore) stored() map[string]spool.Entry {
 	return m
 }
 
-// listen starts h on 127.0.0.1, closed when the test ends.
-func listen(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // env is one relay endpoint with its collaborators.
 type env struct {
 	signer   *snstest.Signer
-	store    *memStore
+	queue    *memQueue
 	metrics  *telemetry.Metrics
 	draining atomic.Bool
 	server   *httptest.Server
@@ -122,23 +110,23 @@ type env struct {
 type envOptions struct {
 	fetchTimeout time.Duration
 	maxBody      int64
-	storeTimeout time.Duration
+	putTimeout   time.Duration
 	maxPending   int64
 }
 
 func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	t.Helper()
-	e := &env{signer: signer, store: newMemStore(), metrics: telemetry.NewMetrics(), logs: &bytes.Buffer{}, fetchesBefore: signer.Fetches()}
+	e := &env{signer: signer, queue: newMemQueue(), metrics: telemetry.NewMetrics(), logs: &bytes.Buffer{}, fetchesBefore: signer.Fetches()}
 	e.confirmStatus.Store(http.StatusOK)
-	confirm := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	confirm := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.confirmHits.Add(1)
 		w.WriteHeader(int(e.confirmStatus.Load()))
 	}))
-	elsewhere := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.elseHits.Add(1)
 	}))
 	release := make(chan struct{})
-	hang := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -163,12 +151,12 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 		MaxBodyBytes: o.maxBody,
 		RetryAfter:   7 * time.Second,
 		Verifier:     v,
-		Store:        e.store,
+		Queue:        e.queue,
 		Draining:     e.draining.Load,
 		Metrics:      e.metrics,
 		Logger:       logger,
 
-		StoreTimeout:     o.storeTimeout,
+		PutTimeout:       o.putTimeout,
 		MaxPendingWrites: o.maxPending,
 	})
 	if err != nil {
@@ -177,7 +165,7 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	ec := inbound.NewServer(e.metrics, logger)
 	h.Register(ec)
 	e.echo = ec
-	e.server = listen(t, ec)
+	e.server = snstest.Server(t, ec)
 	return e
 }
 
@@ -255,7 +243,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-v1", subject, sesS3, "1") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				got := e.store.stored()["msg-v1"]
+				got := e.queue.stored()["msg-v1"]
 				if got.Kind != "Received" || got.TopicARN != topic || string(got.Payload) != sesS3 || got.EnqueuedAt.IsZero() {
 					t.Errorf("stored entry %+v", got)
 				}
@@ -276,7 +264,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-v2", subject, sesInline, "2") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				if got := e.store.stored()["msg-v2"]; got.Kind != "Received" || string(got.Payload) != sesInline {
+				if got := e.queue.stored()["msg-v2"]; got.Kind != "Received" || string(got.Payload) != sesInline {
 					t.Errorf("stored entry %+v", got)
 				}
 			},
@@ -292,7 +280,7 @@ func TestInbound(t *testing.T) {
 			body: func(e *env) []byte { return e.signer.Notification(topic, "msg-odd", "", "hello, not SES", "1") },
 			code: 200, typ: sns.TypeNotification, stored: 1, storeCall: 1,
 			check: func(t *testing.T, e *env) {
-				if got := e.store.stored()["msg-odd"]; got.Kind != "" || string(got.Payload) != "hello, not SES" {
+				if got := e.queue.stored()["msg-odd"]; got.Kind != "" || string(got.Payload) != "hello, not SES" {
 					t.Errorf("stored entry %+v", got)
 				}
 			},
@@ -389,19 +377,19 @@ func TestInbound(t *testing.T) {
 		},
 		{
 			name:  "spool full",
-			setup: func(e *env) { e.store.err = spool.ErrFull },
+			setup: func(e *env) { e.queue.err = spool.ErrFull },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-full", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
 		{
 			name:  "store error",
-			setup: func(e *env) { e.store.err = errors.New("disk on fire") },
+			setup: func(e *env) { e.queue.err = errors.New("disk on fire") },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-err", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
 		{
 			name:  "store closed",
-			setup: func(e *env) { e.store.err = spool.ErrClosed },
+			setup: func(e *env) { e.queue.err = spool.ErrClosed },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-closed", subject, sesS3, "2") },
 			code:  503, typ: sns.TypeNotification, storeCall: 1,
 		},
@@ -413,7 +401,7 @@ func TestInbound(t *testing.T) {
 		},
 		{
 			name:  "store panics",
-			setup: func(e *env) { e.store.panics = true },
+			setup: func(e *env) { e.queue.panics = true },
 			body:  func(e *env) []byte { return e.signer.Notification(topic, "m-panic", subject, sesS3, "1") },
 			code:  500, typ: sns.TypeNotification, storeCall: 1,
 			check: func(t *testing.T, e *env) {
@@ -507,11 +495,11 @@ func TestInbound(t *testing.T) {
 					t.Errorf("Retry-After %q on %d", retryAfter, code)
 				}
 			}
-			if got := len(e.store.stored()); got != tt.stored {
+			if got := len(e.queue.stored()); got != tt.stored {
 				t.Errorf("stored %d entries, want %d", got, tt.stored)
 			}
-			if e.store.puts != tt.storeCall {
-				t.Errorf("Store.Put called %d times, want %d", e.store.puts, tt.storeCall)
+			if e.queue.puts != tt.storeCall {
+				t.Errorf("Queue.Put called %d times, want %d", e.queue.puts, tt.storeCall)
 			}
 			if got := e.requests(tt.typ, strconv.Itoa(tt.code)); got != float64(tt.repeat+1) {
 				t.Errorf("mailrelay_inbound_requests_total{type=%q,code=%d} = %v, want %d", tt.typ, tt.code, got, tt.repeat+1)

@@ -45,7 +45,7 @@ func TestBodyLimit(t *testing.T) {
 	if code, _ := e.post(t, chunked{bytes.NewReader(body)}); code != http.StatusOK {
 		t.Errorf("body at the cap: %d, want 200", code)
 	}
-	if n := len(e.store.stored()); n != 1 {
+	if n := len(e.queue.stored()); n != 1 {
 		t.Errorf("stored %d, want 1", n)
 	}
 	if got := e.requests(inbound.TypeInvalid, "413"); got != 2 {
@@ -58,19 +58,22 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := newMemStore()
+	q := newMemQueue()
 	for name, cfg := range map[string]inbound.Config{
-		"no topics":   {Verifier: v, Store: store},
-		"blank topic": {TopicARNs: []string{" "}, Verifier: v, Store: store},
-		"no verifier": {TopicARNs: []string{topic}, Store: store},
-		"no store":    {TopicARNs: []string{topic}, Verifier: v},
+		"no topics":   {Verifier: v, Queue: q},
+		"blank topic": {TopicARNs: []string{" "}, Verifier: v, Queue: q},
+		"no verifier": {TopicARNs: []string{topic}, Queue: q},
+		"no queue":    {TopicARNs: []string{topic}, Verifier: v},
 	} {
 		if _, err := inbound.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Store: store}); err != nil {
+	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Queue: q}); err != nil {
 		t.Errorf("minimal config: %v", err)
+	}
+	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Store: q}); err != nil {
+		t.Errorf("the deprecated Store field is not taken as Queue: %v", err)
 	}
 }
 
@@ -80,7 +83,7 @@ func TestServerHardening(t *testing.T) {
 	e.GET("/boom", func(c echo.Context) error { panic("boom") })
 	e.GET("/err", func(c echo.Context) error { return fmt.Errorf("secret internal detail") })
 	e.POST("/post-only", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	srv := listen(t, e)
+	srv := snstest.Server(t, e)
 	tests := []struct {
 		method, path string
 		code         int
@@ -142,7 +145,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 	if bad.Load() != 0 {
 		t.Errorf("%d requests not answered 200", bad.Load())
 	}
-	if got := len(e.store.stored()); got != 1 {
+	if got := len(e.queue.stored()); got != 1 {
 		t.Errorf("stored %d, want 1", got)
 	}
 	if got := signer.Fetches() - e.fetchesBefore; got != 1 {

@@ -12,15 +12,15 @@ import (
 )
 
 // A stalled disk must not hold inbound connections (incident 004): the
-// request is answered 503 after StoreTimeout, the write finishes in the
+// request is answered 503 after PutTimeout, the write finishes in the
 // background, and SNS's retry then finds a duplicate.
 func TestStalledStoreAnswers503ThenDuplicate(t *testing.T) {
 	signer := snstest.New(t)
-	e := newEnv(t, signer, envOptions{storeTimeout: 50 * time.Millisecond, maxPending: 2})
+	e := newEnv(t, signer, envOptions{putTimeout: 50 * time.Millisecond, maxPending: 2})
 	block := make(chan struct{})
-	e.store.mu.Lock()
-	e.store.block = block
-	e.store.mu.Unlock()
+	e.queue.mu.Lock()
+	e.queue.block = block
+	e.queue.mu.Unlock()
 
 	body := func(id string) []byte { return signer.Notification(topic, id, subject, sesS3, "2") }
 	start := time.Now()
@@ -38,22 +38,22 @@ func TestStalledStoreAnswers503ThenDuplicate(t *testing.T) {
 	if code, _ := e.post(t, bytes.NewReader(body("slow-3"))); code != http.StatusServiceUnavailable {
 		t.Fatalf("third: %d", code)
 	}
-	e.store.mu.Lock()
-	puts := e.store.puts
-	e.store.mu.Unlock()
+	e.queue.mu.Lock()
+	puts := e.queue.puts
+	e.queue.mu.Unlock()
 	if puts != 0 {
 		t.Fatalf("puts finished while blocked: %d", puts)
 	}
 
 	close(block) // the disk recovers; the background writes complete
-	e.store.mu.Lock()
-	e.store.block = nil
-	e.store.mu.Unlock()
+	e.queue.mu.Lock()
+	e.queue.block = nil
+	e.queue.mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(e.store.stored()) < 2 && time.Now().Before(deadline) {
+	for len(e.queue.stored()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := len(e.store.stored()); got != 2 {
+	if got := len(e.queue.stored()); got != 2 {
 		t.Fatalf("stored %d after recovery, want the 2 writes that were under way", got)
 	}
 	for _, id := range []string{"slow-1", "slow-2", "slow-3"} {
@@ -61,7 +61,7 @@ func TestStalledStoreAnswers503ThenDuplicate(t *testing.T) {
 			t.Errorf("SNS retry of %s: %d", id, code)
 		}
 	}
-	if got := len(e.store.stored()); got != 3 {
+	if got := len(e.queue.stored()); got != 3 {
 		t.Errorf("stored %d, want 3", got)
 	}
 }
@@ -69,9 +69,9 @@ func TestStalledStoreAnswers503ThenDuplicate(t *testing.T) {
 func TestInvalidMessageIDIsFinal(t *testing.T) {
 	signer := snstest.New(t)
 	e := newEnv(t, signer, envOptions{})
-	e.store.mu.Lock()
-	e.store.err = fmt.Errorf("wrapped: %w", spool.ErrInvalidID)
-	e.store.mu.Unlock()
+	e.queue.mu.Lock()
+	e.queue.err = fmt.Errorf("wrapped: %w", spool.ErrInvalidID)
+	e.queue.mu.Unlock()
 	if code, _ := e.post(t, bytes.NewReader(signer.Notification(topic, "x", subject, sesS3, "2"))); code != http.StatusBadRequest {
 		t.Fatalf("invalid id answered %d, want 400 (SNS must not retry it for an hour)", code)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
@@ -31,7 +32,7 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	for attempt := 1; attempt < 6; attempt++ {
 		e.p.handle(ctx, e.q.entry(t, "sns-b"))
 	}
-	if gets, _ := e.store.counts(); gets != 0 {
+	if gets, _ := e.objects.counts(); gets != 0 {
 		t.Fatalf("downloaded %d times while SES's breaker was open", gets)
 	}
 	if len(e.q.retries) != 6 {
@@ -39,8 +40,8 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	}
 	for i, r := range e.q.retries {
 		lo, hi := testNow.Add(4*time.Second), testNow.Add(8*time.Second)
-		if r.at.Before(lo) || r.at.After(hi) || !strings.HasPrefix(r.reason, ReasonUnavailable) {
-			t.Errorf("retry %d at %v (%q), want in [%v, %v] with reason %s", i, r.at, r.reason, lo, hi, ReasonUnavailable)
+		if r.at.Before(lo) || r.at.After(hi) || !strings.HasPrefix(r.reason, string(failure.ReasonBreakerOpen)) {
+			t.Errorf("retry %d at %v (%q), want in [%v, %v] with reason %s", i, r.at, r.reason, lo, hi, failure.ReasonBreakerOpen)
 		}
 	}
 	gs.open.Store(false)
@@ -48,7 +49,7 @@ func TestBreakerOpenPostponesWithoutDownloading(t *testing.T) {
 	if len(e.q.completed) != 1 || len(gs.sent()) != 1 {
 		t.Fatalf("after the breaker closed: %d completed, %d sent", len(e.q.completed), len(gs.sent()))
 	}
-	if gets, _ := e.store.counts(); gets != 1 {
+	if gets, _ := e.objects.counts(); gets != 1 {
 		t.Errorf("%d downloads, want 1", gets)
 	}
 }

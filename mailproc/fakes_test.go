@@ -11,14 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -182,8 +181,8 @@ func (q *fakeQueue) outcomes() (completed, retried, dead, released int) {
 	return len(q.completed), len(q.retries), len(q.dead), len(q.released)
 }
 
-// fakeStore is a Store over a map "bucket/key" → bytes.
-type fakeStore struct {
+// fakeObjects is an ObjectStore over a map "bucket/key" → bytes.
+type fakeObjects struct {
 	mu        sync.Mutex
 	objects   map[string][]byte
 	getErrs   []error // error of the Get call with that index (nil: none)
@@ -192,17 +191,17 @@ type fakeStore struct {
 	deletes   map[string]int // "bucket/key" → Delete calls
 }
 
-func newFakeStore() *fakeStore {
-	return &fakeStore{objects: map[string][]byte{}, deletes: map[string]int{}}
+func newFakeObjects() *fakeObjects {
+	return &fakeObjects{objects: map[string][]byte{}, deletes: map[string]int{}}
 }
 
-func (s *fakeStore) put(bucket, key string, data []byte) {
+func (s *fakeObjects) put(bucket, key string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.objects[bucket+"/"+key] = data
 }
 
-func (s *fakeStore) Get(ctx context.Context, bucket, key string) ([]byte, error) {
+func (s *fakeObjects) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.gets
@@ -220,14 +219,14 @@ func (s *fakeStore) Get(ctx context.Context, bucket, key string) ([]byte, error)
 	return bytes.Clone(data), nil
 }
 
-func (s *fakeStore) Delete(ctx context.Context, bucket, key string) error {
+func (s *fakeObjects) Delete(ctx context.Context, bucket, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes[bucket+"/"+key]++
 	return s.deleteErr
 }
 
-func (s *fakeStore) counts() (gets, deletes int) {
+func (s *fakeObjects) counts() (gets, deletes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.deletes {
@@ -338,21 +337,12 @@ var (
 	testMaxMB = int64(1 << 20)
 )
 
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// notification loads a testdata notification (real SES shapes), applies
+// notification loads a mailtest notification (real SES shapes), applies
 // mut and encodes it again.
 func notification(t testing.TB, name string, mut func(n *sesnotify.Notification)) []byte {
 	t.Helper()
 	var n sesnotify.Notification
-	if err := json.Unmarshal(readTestdata(t, name), &n); err != nil {
+	if err := json.Unmarshal(mailtest.Notification(name), &n); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	if mut != nil {
@@ -370,11 +360,9 @@ func notification(t testing.TB, name string, mut func(n *sesnotify.Notification)
 func s3Notification(t testing.TB, mut func(n *sesnotify.Notification), rcpts ...string) []byte {
 	t.Helper()
 	return notification(t, "received_s3.json", func(n *sesnotify.Notification) {
-		r := n.Receipt
-		r.SpamVerdict.Status, r.VirusVerdict.Status, r.DMARCVerdict.Status = "PASS", "PASS", "PASS"
-		r.DMARCPolicy = ""
+		n.Pass().Receipt.DMARCPolicy = ""
 		if len(rcpts) > 0 {
-			r.Recipients = rcpts
+			n.Receipt.Recipients = rcpts
 		}
 		if mut != nil {
 			mut(n)
@@ -386,7 +374,7 @@ func s3Notification(t testing.TB, mut func(n *sesnotify.Notification), rcpts ...
 type env struct {
 	p       *Pool
 	q       *fakeQueue
-	store   *fakeStore
+	objects *fakeObjects
 	sender  *fakeSender
 	metrics *telemetry.Metrics
 }
@@ -410,12 +398,12 @@ func newEnv(t testing.TB, mut func(c *Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{q: newFakeQueue(), store: newFakeStore(), sender: &fakeSender{}, metrics: telemetry.NewMetrics()}
-	e.store.put(testBucket, testKey, readTestdata(t, "mail.eml"))
+	e := &env{q: newFakeQueue(), objects: newFakeObjects(), sender: &fakeSender{}, metrics: telemetry.NewMetrics()}
+	e.objects.put(testBucket, testKey, mailtest.ReceivedMail())
 	cfg := Config{
 		Workers:        1,
 		Queue:          e.q,
-		Store:          e.store,
+		Objects:        e.objects,
 		Sender:         e.sender,
 		Aliases:        table,
 		Policy:         defaultPolicy(),
@@ -483,4 +471,25 @@ func budgetUsed(p *Pool) int64 {
 	p.budget.mu.Lock()
 	defer p.budget.mu.Unlock()
 	return p.budget.used
+}
+
+// await fails t unless ch yields a value within wait; what says what was
+// awaited.
+func await[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		t.Fatal(what)
+	}
+}
+
+// give hands entry to a worker, failing t unless one takes it within wait.
+func (e *env) give(t testing.TB, entry spool.Entry) {
+	t.Helper()
+	select {
+	case e.q.next <- entry:
+	case <-time.After(wait):
+		t.Fatal("no worker took the entry")
+	}
 }

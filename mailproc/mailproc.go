@@ -39,8 +39,8 @@ type Queue interface {
 	DeadLetter(id, reason string) error
 }
 
-// Store holds the raw mail SES received (S3).
-type Store interface {
+// ObjectStore holds the raw mail SES received (S3).
+type ObjectStore interface {
 	Get(ctx context.Context, bucket, key string) ([]byte, error)
 	Delete(ctx context.Context, bucket, key string) error
 }
@@ -62,10 +62,6 @@ type Resolver interface {
 // (awsclient's S3 and SES): false while the breaker is open.
 type availability interface{ Available() bool }
 
-// ReasonUnavailable is the retry reason of a mail postponed because a
-// dependency's breaker is open.
-const ReasonUnavailable = "breaker_open"
-
 // Policy says which receipt verdicts drop a mail and what else to do.
 type Policy struct {
 	DropSpam          bool
@@ -77,14 +73,31 @@ type Policy struct {
 	DisplaySuffix     string
 }
 
+// Defaults of Config, applied by New for zero values; cmd's configuration
+// uses the same constants.
+const (
+	DefaultAttemptTimeout        = 2 * time.Minute
+	DefaultRetryMin              = 2 * time.Second
+	DefaultRetryMax              = 5 * time.Minute
+	DefaultRetryMaxAge           = 24 * time.Hour
+	DefaultBreakerDelay          = 10 * time.Second
+	DefaultMaxMessageBytes int64 = 10 << 20 // SES v1's limit for one sent mail
+)
+
 // Config configures a Pool.
 type Config struct {
 	Workers int
 	Queue   Queue
-	Store   Store
+	Objects ObjectStore
 	Sender  Sender
 	Aliases Resolver
 	Policy  Policy
+
+	// Store is the former name of Objects, read when Objects is nil.
+	//
+	// Deprecated: transitional, until cmd/mailrelay/relay sets Objects;
+	// then remove it.
+	Store ObjectStore
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -93,7 +106,7 @@ type Config struct {
 	// RetryMaxAge: a message failing for longer is dead-lettered.
 	RetryMaxAge time.Duration
 	// BreakerDelay is how long a mail waits when a dependency's breaker is
-	// open (jittered over its upper half; default 10s). It does not grow
+	// open (jittered over its upper half; default DefaultBreakerDelay). It does not grow
 	// with attempts: once the breaker closes, waiting mail goes at once
 	// instead of sitting out an exponential backoff it never earned.
 	BreakerDelay time.Duration
@@ -116,29 +129,36 @@ type Pool struct {
 
 // New validates cfg and returns a pool that is not yet running.
 func New(cfg Config) (*Pool, error) {
-	if cfg.Queue == nil || cfg.Store == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
-		return nil, errors.New("mailproc: Queue, Store, Sender, Aliases and Metrics are required")
+	if cfg.Objects == nil {
+		cfg.Objects = cfg.Store
+	}
+	cfg.Store = nil
+	if cfg.Queue == nil || cfg.Objects == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
+		return nil, errors.New("mailproc: Queue, Objects, Sender, Aliases and Metrics are required")
 	}
 	if cfg.Workers < 1 {
 		cfg.Workers = 1
 	}
 	if cfg.AttemptTimeout <= 0 {
-		cfg.AttemptTimeout = 2 * time.Minute
+		cfg.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 2 * time.Second
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
 	}
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = cfg.RetryMin
 	}
 	if cfg.RetryMaxAge <= 0 {
-		cfg.RetryMaxAge = 24 * time.Hour
+		cfg.RetryMaxAge = DefaultRetryMaxAge
 	}
 	if cfg.BreakerDelay <= 0 {
-		cfg.BreakerDelay = 10 * time.Second
+		cfg.BreakerDelay = DefaultBreakerDelay
 	}
 	if cfg.Policy.MaxMessageBytes <= 0 {
-		cfg.Policy.MaxMessageBytes = 10 << 20
+		cfg.Policy.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if cfg.InFlightBytes < cfg.Policy.MaxMessageBytes {
 		cfg.InFlightBytes = cfg.Policy.MaxMessageBytes
@@ -227,7 +247,7 @@ func (p *Pool) waitAvailable(ctx context.Context) bool {
 }
 
 func (p *Pool) available() bool {
-	for _, dep := range []any{p.cfg.Sender, p.cfg.Store} {
+	for _, dep := range []any{p.cfg.Sender, p.cfg.Objects} {
 		if a, ok := dep.(availability); ok && !a.Available() {
 			return false
 		}
@@ -245,7 +265,7 @@ func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 			if r := recover(); r != nil {
 				p.cfg.Metrics.Panics.WithLabelValues("mailproc").Inc()
 				log.Error("panic while processing", "panic", r, "stack", string(debug.Stack()))
-				res = result{err: failure.Transient("panic", fmt.Errorf("panic: %v", r))}
+				res = result{err: failure.Transient(failure.ReasonPanic, fmt.Errorf("panic: %v", r))}
 			}
 		}()
 		actx, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
@@ -272,10 +292,10 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			return
 		}
 		if res.outcome != "" {
-			m.WithLabelValues(res.outcome, res.reason).Inc()
+			m.WithLabelValues(res.outcome, string(res.reason)).Inc()
 		}
 		for _, reason := range res.dropped {
-			m.WithLabelValues(telemetry.MsgDropped, reason).Inc()
+			m.WithLabelValues(telemetry.MsgDropped, string(reason)).Inc()
 		}
 		log.Info("finished", "outcome", res.outcome, "reason", res.reason, "sent", res.sent, "dropped", res.dropped)
 
@@ -291,23 +311,23 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			q.Release(e.ID)
 			return
 		}
-		m.WithLabelValues(telemetry.MsgDeadLettered, reason).Inc()
+		m.WithLabelValues(telemetry.MsgDeadLettered, string(reason)).Inc()
 		log.Warn("dead-lettered", "reason", reason, "err", res.err)
 
 	default:
 		reason := failure.ReasonOf(res.err)
 		if p.cfg.Now().Sub(e.EnqueuedAt) > p.cfg.RetryMaxAge {
-			if err := q.DeadLetter(e.ID, "retries_exhausted: "+withReason(reason, res.err)); err != nil {
+			if err := q.DeadLetter(e.ID, string(failure.ReasonRetriesExhausted)+": "+withReason(reason, res.err)); err != nil {
 				log.Error("dead-letter failed", "err", err)
 				q.Release(e.ID)
 				return
 			}
-			m.WithLabelValues(telemetry.MsgDeadLettered, "retries_exhausted").Inc()
+			m.WithLabelValues(telemetry.MsgDeadLettered, string(failure.ReasonRetriesExhausted)).Inc()
 			log.Warn("dead-lettered after retrying too long", "reason", reason, "err", res.err)
 			return
 		}
 		delay, level := p.backoff(e.Attempts), slog.LevelWarn
-		if reason == ReasonUnavailable {
+		if reason == failure.ReasonBreakerOpen {
 			half := p.cfg.BreakerDelay / 2
 			delay, level = half+rand.N(half+1), slog.LevelDebug
 		}
@@ -317,19 +337,19 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 			q.Release(e.ID)
 			return
 		}
-		m.WithLabelValues(telemetry.MsgRetried, reason).Inc()
+		m.WithLabelValues(telemetry.MsgRetried, string(reason)).Inc()
 		log.Log(ctx, level, "will retry", "reason", reason, "err", res.err, "at", at)
 	}
 }
 
 // withReason is the text stored with an entry: the reason first (operators
 // and alerts key on it), then the error, without saying the reason twice.
-func withReason(reason string, err error) string {
+func withReason(reason failure.Reason, err error) string {
 	msg := err.Error()
-	if strings.HasPrefix(msg, reason) {
+	if strings.HasPrefix(msg, string(reason)) {
 		return msg
 	}
-	return reason + ": " + msg
+	return string(reason) + ": " + msg
 }
 
 // backoff is exponential from RetryMin, capped at RetryMax, with full

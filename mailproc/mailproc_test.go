@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -26,13 +27,13 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := Config{Queue: newFakeQueue(), Store: newFakeStore(), Sender: &fakeSender{}, Aliases: table, Metrics: telemetry.NewMetrics()}
+	full := Config{Queue: newFakeQueue(), Objects: newFakeObjects(), Sender: &fakeSender{}, Aliases: table, Metrics: telemetry.NewMetrics()}
 	for _, tc := range []struct {
 		name string
 		mut  func(c *Config)
 	}{
 		{"no queue", func(c *Config) { c.Queue = nil }},
-		{"no store", func(c *Config) { c.Store = nil }},
+		{"no object store", func(c *Config) { c.Objects = nil }},
 		{"no sender", func(c *Config) { c.Sender = nil }},
 		{"no aliases", func(c *Config) { c.Aliases = nil }},
 		{"no metrics", func(c *Config) { c.Metrics = nil }},
@@ -42,6 +43,12 @@ func TestNew(t *testing.T) {
 		if _, err := New(c); err == nil {
 			t.Errorf("%s: New succeeded", tc.name)
 		}
+	}
+
+	old := full
+	old.Objects, old.Store = nil, full.Objects
+	if p, err := New(old); err != nil || p.cfg.Objects == nil {
+		t.Errorf("the deprecated Store field is not taken as Objects: %v", err)
 	}
 
 	p, err := New(full)
@@ -108,12 +115,12 @@ func TestPoolStartStop(t *testing.T) {
 	defer cancel()
 	e.p.Start(ctx)
 
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	for i := range entries {
 		var payload []byte
 		if i%2 == 0 {
 			key := fmt.Sprintf("incoming/msg-%d", i)
-			e.store.put(testBucket, key, src)
+			e.objects.put(testBucket, key, src)
 			payload = s3Notification(t, func(n *sesnotify.Notification) {
 				n.Mail.MessageID = fmt.Sprintf("msg-%d", i)
 				n.Receipt.Action.ObjectKey = key
@@ -163,7 +170,7 @@ func TestPoolStartStop(t *testing.T) {
 	if m := maxInFlight.Load(); m != workers {
 		t.Errorf("at most %d sends in flight, want %d", m, workers)
 	}
-	if _, deletes := e.store.counts(); deletes != entries/2 {
+	if _, deletes := e.objects.counts(); deletes != entries/2 {
 		t.Errorf("%d objects deleted, want %d", deletes, entries/2)
 	}
 	if v := testutil.ToFloat64(e.metrics.Messages.WithLabelValues(telemetry.MsgForwarded, "ok")); v != entries {
@@ -191,16 +198,8 @@ func TestStopWaitsForWorkInProgress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.p.Start(ctx)
-	select {
-	case e.q.next <- newEntry("sns-1", s3Notification(t, nil)):
-	case <-time.After(wait):
-		t.Fatal("no worker took the entry")
-	}
-	select {
-	case <-started:
-	case <-time.After(wait):
-		t.Fatal("send did not start")
-	}
+	e.give(t, newEntry("sns-1", s3Notification(t, nil)))
+	await(t, started, "send did not start")
 
 	stopped := make(chan error, 1)
 	go func() {
@@ -233,16 +232,8 @@ func TestStopTimeoutThenCancelWork(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.p.Start(ctx)
-	select {
-	case e.q.next <- newEntry("sns-1", s3Notification(t, nil)):
-	case <-time.After(wait):
-		t.Fatal("no worker took the entry")
-	}
-	select {
-	case <-e.sender.started:
-	case <-time.After(wait):
-		t.Fatal("send did not start")
-	}
+	e.give(t, newEntry("sns-1", s3Notification(t, nil)))
+	await(t, e.sender.started, "send did not start")
 
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer scancel()
@@ -252,11 +243,7 @@ func TestStopTimeoutThenCancelWork(t *testing.T) {
 	cancel()
 	waited := make(chan struct{})
 	go func() { e.p.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(wait):
-		t.Fatal("workers did not return after the work context was canceled")
-	}
+	await(t, waited, "workers did not return after the work context was canceled")
 	completed, retried, dead, released := e.q.outcomes()
 	if released != 1 || completed+retried+dead != 0 {
 		t.Errorf("completed %d, retried %d, dead %d, released %d; want only a release", completed, retried, dead, released)
@@ -270,11 +257,7 @@ func TestWorkersExitOnClosedQueue(t *testing.T) {
 	e.p.Start(context.Background())
 	waited := make(chan struct{})
 	go func() { e.p.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(wait):
-		t.Fatal("workers kept running on a closed spool")
-	}
+	await(t, waited, "workers kept running on a closed spool")
 }
 
 func TestByteBudget(t *testing.T) {
@@ -377,10 +360,12 @@ func TestByteBudget(t *testing.T) {
 // once, does not panic, and gives the byte budget back.
 func FuzzHandle(f *testing.F) {
 	for _, name := range []string{"received_s3.json", "received_sns_base64.json", "received_sns_utf8.json", "bounce.json", "complaint.json"} {
-		f.Add(readTestdata(f, name))
+		f.Add(mailtest.Notification(name))
 	}
 	f.Add(s3Notification(f, nil, "nobody@relay.example.com", "shop@relay.example.com", "sales@relay.example.com"))
-	f.Add([]byte(`{"notificationType":"Received","mail":{"messageId":"x"},"receipt":{"action":{"type":"SNS"},"recipients":["shop@relay.example.com"]},"content":"From: a@b\r\n\r\nhi"}`))
+	inline := sesnotify.Received("x", time.Time{}, []string{"shop@relay.example.com"}, sesnotify.Action{Type: sesnotify.ActionSNS})
+	inline.Content = "From: a@b\r\n\r\nhi"
+	f.Add(inline.JSON())
 	f.Add([]byte(`{`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, payload []byte) {

@@ -24,10 +24,10 @@ const MaxDestinations = 50
 // result is the outcome of one attempt.
 type result struct {
 	outcome string // telemetry.Msg* when err is nil
-	reason  string
-	sent    int      // copies sent in this attempt
-	dropped []string // reasons of recipients dropped (counted once the mail is finished)
-	sesID   string   // SES message id of the received mail, for logs
+	reason  failure.Reason
+	sent    int              // copies sent in this attempt
+	dropped []failure.Reason // reasons of recipients dropped (counted once the mail is finished)
+	sesID   string           // SES message id of the received mail, for logs
 	err     error
 }
 
@@ -47,22 +47,26 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
 	n, err := sesnotify.Parse(e.Payload)
 	if err != nil {
-		return result{err: failure.Permanent("malformed_notification", err)}
+		return result{err: failure.Permanent(failure.ReasonMalformedNotification, err)}
 	}
 	res := result{sesID: n.Mail.MessageID}
 	switch n.NotificationType {
-	case "Received":
+	case sesnotify.TypeReceived:
 		if n.Receipt == nil {
-			res.err = failure.Permanentf("malformed_notification", "Received notification without receipt")
+			res.err = failure.Permanentf(failure.ReasonMalformedNotification, "Received notification without receipt")
 			return res
 		}
-	case "Bounce", "Complaint":
+	case sesnotify.TypeBounce, sesnotify.TypeComplaint:
 		// Kept for the feedback handler to come: nothing is lost, an
 		// operator can list and redrive them.
-		res.err = failure.Permanentf("feedback_"+strings.ToLower(n.NotificationType), "%s notification stored for feedback handling", n.NotificationType)
+		reason := failure.ReasonFeedbackBounce
+		if n.NotificationType == sesnotify.TypeComplaint {
+			reason = failure.ReasonFeedbackComplaint
+		}
+		res.err = failure.Permanentf(reason, "%s notification stored for feedback handling", n.NotificationType)
 		return res
 	default:
-		res.err = failure.Permanentf("unknown_notification", "notificationType %q", n.NotificationType)
+		res.err = failure.Permanentf(failure.ReasonUnknownNotification, "notificationType %q", n.NotificationType)
 		return res
 	}
 
@@ -81,13 +85,13 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	if len(groups) == 0 {
 		if p.cfg.Policy.DeadLetterUnknown {
 			res.dropped = nil
-			res.err = failure.Permanentf("unknown_alias", "no known alias among recipients %q", n.Receipt.Recipients)
+			res.err = failure.Permanentf(failure.ReasonUnknownAlias, "no known alias among recipients %q", n.Receipt.Recipients)
 			return res
 		}
 		p.cleanup(ctx, n, log)
 		// Each dropped recipient is counted (no message-level count on top).
 		if len(res.dropped) == 0 {
-			res.dropped = []string{"no_recipient"}
+			res.dropped = []failure.Reason{failure.ReasonNoRecipient}
 		}
 		return res
 	}
@@ -98,20 +102,20 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	// object would otherwise dead-letter mail that was forwarded).
 	if allSent(groups, e.Sent) {
 		p.cleanup(ctx, n, log)
-		res.outcome, res.reason = telemetry.MsgForwarded, "ok"
+		res.outcome, res.reason = telemetry.MsgForwarded, failure.ReasonOK
 		return res
 	}
 
 	// Do not download a mail that cannot be sent now, nor ask S3 while
 	// its breaker is open.
 	if !p.available() {
-		res.err = failure.Transient(ReasonUnavailable, errUnavailable)
+		res.err = failure.Transient(failure.ReasonBreakerOpen, errUnavailable)
 		return res
 	}
 
 	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we
 	if err := p.budget.acquire(ctx, reserve); err != nil {
-		res.err = failure.Transient("shutdown", err)
+		res.err = failure.Transient(failure.ReasonShutdown, err)
 		return res
 	}
 	defer func() { p.budget.release(reserve) }()
@@ -122,7 +126,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 	if int64(len(raw)) > p.cfg.Policy.MaxMessageBytes {
-		res.err = failure.Permanentf("message_too_large", "mail is %d bytes, limit %d", len(raw), p.cfg.Policy.MaxMessageBytes)
+		res.err = failure.Permanentf(failure.ReasonMessageTooLarge, "mail is %d bytes, limit %d", len(raw), p.cfg.Policy.MaxMessageBytes)
 		return res
 	}
 	// Give back what this mail does not need.
@@ -162,12 +166,12 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			// The copy went out but the record did not stick: a retry may
 			// send it again. Say so loudly; this is the duplicate window.
 			log.Error("recording a sent copy failed", "err", err, "key", key)
-			res.err = failure.Transient("spool_write", err)
+			res.err = failure.Transient(failure.ReasonSpoolWrite, err)
 			return res
 		}
 	}
 	p.cleanup(ctx, n, log)
-	res.outcome, res.reason = telemetry.MsgForwarded, "ok"
+	res.outcome, res.reason = telemetry.MsgForwarded, failure.ReasonOK
 	return res
 }
 
@@ -182,36 +186,36 @@ func allSent(groups []group, sent map[string]string) bool {
 }
 
 // verdict returns a drop reason per the policy, or "".
-func (p *Pool) verdict(n *sesnotify.Notification) string {
+func (p *Pool) verdict(n *sesnotify.Notification) failure.Reason {
 	r := n.Receipt
 	pol := p.cfg.Policy
 	switch {
 	case pol.DropVirus && strings.EqualFold(r.VirusVerdict.Status, "FAIL"):
-		return "virus"
+		return failure.ReasonVirus
 	case pol.DropSpam && strings.EqualFold(r.SpamVerdict.Status, "FAIL"):
-		return "spam"
+		return failure.ReasonSpam
 	case pol.DropDMARCReject && strings.EqualFold(r.DMARCVerdict.Status, "FAIL") && strings.EqualFold(r.DMARCPolicy, "reject"):
-		return "dmarc_reject"
+		return failure.ReasonDMARCReject
 	}
 	return ""
 }
 
 // route resolves each recipient and groups them into copies, one per alias.
-func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []string, error) {
+func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []failure.Reason, error) {
 	var groups []group
-	var dropped []string
+	var dropped []failure.Reason
 	seen := map[string]bool{}
 	for _, rcpt := range recipients {
 		r, err := p.cfg.Aliases.Resolve(ctx, rcpt)
 		switch {
 		case errors.Is(err, aliases.ErrNotOurDomain):
-			dropped = append(dropped, "not_our_domain")
+			dropped = append(dropped, failure.ReasonNotOurDomain)
 			continue
 		case errors.Is(err, aliases.ErrUnknownAlias):
-			dropped = append(dropped, "unknown_alias")
+			dropped = append(dropped, failure.ReasonUnknownAlias)
 			continue
 		case err != nil:
-			return nil, nil, failure.Transient("alias_lookup", err)
+			return nil, nil, failure.Transient(failure.ReasonAliasLookup, err)
 		}
 		if seen[r.Alias] {
 			continue
@@ -231,19 +235,19 @@ func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []strin
 // fetch returns the raw mail: inline content, or the S3 object.
 func (p *Pool) fetch(ctx context.Context, n *sesnotify.Notification) ([]byte, error) {
 	if data, ok, err := n.InlineContent(); err != nil {
-		return nil, failure.Permanent("malformed_notification", err)
+		return nil, failure.Permanent(failure.ReasonMalformedNotification, err)
 	} else if ok {
 		return data, nil
 	}
 	a := n.Receipt.Action
 	if strings.EqualFold(a.Type, "S3") && a.BucketName != "" && a.ObjectKey != "" {
-		raw, err := p.cfg.Store.Get(ctx, a.BucketName, a.ObjectKey)
+		raw, err := p.cfg.Objects.Get(ctx, a.BucketName, a.ObjectKey)
 		if err != nil {
 			return nil, fmt.Errorf("fetch s3://%s/%s: %w", a.BucketName, a.ObjectKey, err)
 		}
 		return raw, nil
 	}
-	return nil, failure.Permanentf("no_content", "notification has neither content nor an S3 action (action %q)", a.Type)
+	return nil, failure.Permanentf(failure.ReasonNoContent, "notification has neither content nor an S3 action (action %q)", a.Type)
 }
 
 // cleanup deletes the S3 object of a finished mail. A failure is logged and
@@ -256,7 +260,7 @@ func (p *Pool) cleanup(ctx context.Context, n *sesnotify.Notification, log *slog
 	if !p.cfg.Policy.DeleteObjects || !strings.EqualFold(a.Type, "S3") || a.BucketName == "" || a.ObjectKey == "" {
 		return
 	}
-	if err := p.cfg.Store.Delete(ctx, a.BucketName, a.ObjectKey); err != nil {
+	if err := p.cfg.Objects.Delete(ctx, a.BucketName, a.ObjectKey); err != nil {
 		log.Warn("deleting the S3 object failed; lifecycle expiry will remove it", "bucket", a.BucketName, "key", a.ObjectKey, "err", err)
 	}
 }

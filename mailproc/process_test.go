@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -75,7 +76,7 @@ func bodyOf(t *testing.T, raw []byte) []byte {
 }
 
 func TestHandle(t *testing.T) {
-	mailEML := readTestdata(t, "mail.eml")
+	mailEML := mailtest.ReceivedMail()
 	transientS3 := failure.Transient("s3_timeout", errors.New("GetObject: deadline exceeded"))
 	permanentS3 := failure.Permanent("s3_not_found", errors.New("NoSuchKey"))
 
@@ -97,8 +98,8 @@ func TestHandle(t *testing.T) {
 		settle  string // complete, retry, dead or release
 		reason  string // reason prefix of the retry or dead letter
 		copies  []copyWant
-		gets    int // Store.Get calls
-		deletes int // Store.Delete calls
+		gets    int // ObjectStore.Get calls
+		deletes int // ObjectStore.Delete calls
 		marks   int // MarkSent calls (default: len(copies))
 		counts  map[string]float64
 	}{
@@ -208,7 +209,7 @@ func TestHandle(t *testing.T) {
 		{
 			name:    "failed delete does not fail the mail",
 			payload: s3Notification(t, nil),
-			setup:   func(e *env) { e.store.deleteErr = errors.New("AccessDenied") },
+			setup:   func(e *env) { e.objects.deleteErr = errors.New("AccessDenied") },
 			settle:  "complete", copies: []copyWant{shopCopy}, gets: 1, deletes: 1,
 			counts: map[string]float64{"forwarded/ok": 1},
 		},
@@ -305,21 +306,21 @@ func TestHandle(t *testing.T) {
 		{
 			name:    "S3 transient error retried",
 			payload: s3Notification(t, nil),
-			setup:   func(e *env) { e.store.getErrs = []error{transientS3} },
+			setup:   func(e *env) { e.objects.getErrs = []error{transientS3} },
 			settle:  "retry", reason: "s3_timeout", gets: 1,
 			counts: map[string]float64{"retried/s3_timeout": 1},
 		},
 		{
 			name:    "S3 unclassified error retried",
 			payload: s3Notification(t, nil),
-			setup:   func(e *env) { e.store.getErrs = []error{errors.New("connection reset")} },
+			setup:   func(e *env) { e.objects.getErrs = []error{errors.New("connection reset")} },
 			settle:  "retry", reason: "error", gets: 1,
 			counts: map[string]float64{"retried/error": 1},
 		},
 		{
 			name:    "S3 object not found dead-lettered",
 			payload: s3Notification(t, nil),
-			setup:   func(e *env) { e.store.getErrs = []error{permanentS3} },
+			setup:   func(e *env) { e.objects.getErrs = []error{permanentS3} },
 			settle:  "dead", reason: "s3_not_found", gets: 1,
 			counts: map[string]float64{"dead_lettered/s3_not_found": 1},
 		},
@@ -348,7 +349,7 @@ func TestHandle(t *testing.T) {
 			name:    "malformed mail without header/body separator",
 			payload: s3Notification(t, nil),
 			setup: func(e *env) {
-				e.store.put(testBucket, testKey, []byte("From: a@example.org\r\nTo: shop@relay.example.com\r\nSubject: no separator\r\n"))
+				e.objects.put(testBucket, testKey, []byte("From: a@example.org\r\nTo: shop@relay.example.com\r\nSubject: no separator\r\n"))
 			},
 			settle: "dead", reason: "malformed_mail", gets: 1,
 			counts: map[string]float64{"dead_lettered/malformed_mail": 1},
@@ -452,12 +453,12 @@ func TestHandle(t *testing.T) {
 			if len(e.q.marks) != wantMarks {
 				t.Errorf("MarkSent called %d times, want %d", len(e.q.marks), wantMarks)
 			}
-			gets, deletes := e.store.counts()
+			gets, deletes := e.objects.counts()
 			if gets != tc.gets || deletes != tc.deletes {
 				t.Errorf("store: %d gets, %d deletes; want %d, %d", gets, deletes, tc.gets, tc.deletes)
 			}
-			if deletes > 0 && e.store.deletes[testBucket+"/"+testKey] != deletes {
-				t.Errorf("deleted %v, want %s/%s", e.store.deletes, testBucket, testKey)
+			if deletes > 0 && e.objects.deletes[testBucket+"/"+testKey] != deletes {
+				t.Errorf("deleted %v, want %s/%s", e.objects.deletes, testBucket, testKey)
 			}
 			if got := messageCounts(t, e.metrics); !mapsEqual(got, tc.counts) {
 				t.Errorf("mailrelay_messages_total %v, want %v", got, tc.counts)
@@ -488,7 +489,7 @@ func mapsEqual(a, b map[string]float64) bool {
 // once and only then deletes the object.
 func TestRetryThenSuccess(t *testing.T) {
 	e := newEnv(t, nil)
-	e.store.getErrs = []error{failure.Transient("s3_timeout", context.DeadlineExceeded)}
+	e.objects.getErrs = []error{failure.Transient("s3_timeout", context.DeadlineExceeded)}
 	ctx := context.Background()
 
 	e.run(ctx, newEntry("sns-1", s3Notification(t, nil)))
@@ -503,7 +504,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	if !strings.HasPrefix(r.reason, "s3_timeout: ") {
 		t.Errorf("retry reason %q", r.reason)
 	}
-	if _, deletes := e.store.counts(); deletes != 0 || len(e.sender.calls) != 0 {
+	if _, deletes := e.objects.counts(); deletes != 0 || len(e.sender.calls) != 0 {
 		t.Fatalf("first attempt deleted %d objects and sent %d copies", deletes, len(e.sender.calls))
 	}
 
@@ -519,8 +520,8 @@ func TestRetryThenSuccess(t *testing.T) {
 	if len(sent) != 1 {
 		t.Fatalf("sent %d copies, want 1", len(sent))
 	}
-	checkCopy(t, sent[0], shopCopy, readTestdata(t, "mail.eml"))
-	if gets, deletes := e.store.counts(); gets != 2 || deletes != 1 {
+	checkCopy(t, sent[0], shopCopy, mailtest.ReceivedMail())
+	if gets, deletes := e.objects.counts(); gets != 2 || deletes != 1 {
 		t.Errorf("%d gets, %d deletes; want 2, 1", gets, deletes)
 	}
 	want := map[string]float64{"retried/s3_timeout": 1, "forwarded/ok": 1}
@@ -550,7 +551,7 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 	if len(e.q.marks) != 1 {
 		t.Fatalf("%d copies marked sent after the first attempt, want 1", len(e.q.marks))
 	}
-	if _, deletes := e.store.counts(); deletes != 0 {
+	if _, deletes := e.objects.counts(); deletes != 0 {
 		t.Fatalf("object deleted while a copy is still to be sent")
 	}
 
@@ -573,13 +574,13 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 	if seen[shopCopy.alias] != 1 || seen[salesCopy.alias] != 1 || len(sent) != 2 {
 		t.Fatalf("copies sent per alias %v, want each exactly once", seen)
 	}
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	checkCopy(t, sent[0], shopCopy, src)
 	checkCopy(t, sent[1], salesCopy, src)
 	if len(e.q.marks) != 2 || e.q.marks[0].key == e.q.marks[1].key {
 		t.Errorf("sent records %+v, want two distinct keys", e.q.marks)
 	}
-	if _, deletes := e.store.counts(); deletes != 1 {
+	if _, deletes := e.objects.counts(); deletes != 1 {
 		t.Errorf("%d deletes, want 1", deletes)
 	}
 	want := map[string]float64{"retried/ses_throttled": 1, "forwarded/ok": 1}
@@ -589,7 +590,7 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 
 	// A third attempt (say after a crash before Complete stuck, the S3
 	// object already deleted) neither downloads nor sends.
-	gets, _ := e.store.counts()
+	gets, _ := e.objects.counts()
 	e.q.add(second)
 	e.q.mu.Lock()
 	e.q.entries["sns-1"].Sent = map[string]string{e.q.marks[0].key: "a", e.q.marks[1].key: "b"}
@@ -601,7 +602,7 @@ func TestSendFailsOnSecondCopy(t *testing.T) {
 	if len(e.q.completed) != 2 {
 		t.Errorf("attempt with every copy sent did not complete")
 	}
-	if g, _ := e.store.counts(); g != gets {
+	if g, _ := e.objects.counts(); g != gets {
 		t.Errorf("attempt with every copy sent downloaded the mail again (%d gets, want %d)", g, gets)
 	}
 }
@@ -626,7 +627,7 @@ func TestRetriesExhausted(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.store.getErrs = []error{failure.Transient("s3_timeout", errors.New("slow down"))}
+			e.objects.getErrs = []error{failure.Transient("s3_timeout", errors.New("slow down"))}
 			ent := newEntry("sns-1", s3Notification(t, nil))
 			ent.EnqueuedAt = testNow.Add(-tc.age)
 			ent.Attempts = tc.attempts
@@ -657,7 +658,7 @@ func TestRetriesExhausted(t *testing.T) {
 
 	// A permanent failure is dead-lettered with its own reason whatever the age.
 	e := newEnv(t, nil)
-	e.store.getErrs = []error{failure.Permanent("s3_not_found", errors.New("NoSuchKey"))}
+	e.objects.getErrs = []error{failure.Permanent("s3_not_found", errors.New("NoSuchKey"))}
 	ent := newEntry("sns-1", s3Notification(t, nil))
 	ent.EnqueuedAt = testNow.Add(-48 * time.Hour)
 	e.run(context.Background(), ent)
@@ -730,7 +731,7 @@ func TestShutdownDuringSend(t *testing.T) {
 	if got := messageCounts(t, e.metrics); len(got) != 0 {
 		t.Errorf("mailrelay_messages_total %v, want nothing counted", got)
 	}
-	if _, deletes := e.store.counts(); deletes != 0 {
+	if _, deletes := e.objects.counts(); deletes != 0 {
 		t.Errorf("object deleted though the mail was not sent")
 	}
 	if used := budgetUsed(e.p); used != 0 {
@@ -760,7 +761,7 @@ func TestShutdownWaitingForBudget(t *testing.T) {
 	if released != 1 || completed+retried+dead != 0 {
 		t.Errorf("completed %d, retried %d, dead %d, released %d; want only a release", completed, retried, dead, released)
 	}
-	if gets, _ := e.store.counts(); gets != 0 {
+	if gets, _ := e.objects.counts(); gets != 0 {
 		t.Errorf("fetched without budget")
 	}
 	e.p.budget.release(e.p.budget.limit)
@@ -897,7 +898,7 @@ func TestLargeAliasSplit(t *testing.T) {
 		t.Fatalf("%d copies sent, want 3", len(sent))
 	}
 	got := map[string]int{}
-	src := readTestdata(t, "mail.eml")
+	src := mailtest.ReceivedMail()
 	for _, c := range sent {
 		if len(c.to) > MaxDestinations {
 			t.Errorf("a send to %d destinations, SES takes %d", len(c.to), MaxDestinations)

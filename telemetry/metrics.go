@@ -6,17 +6,22 @@ package telemetry
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // Outcome label values of mailrelay_external_call_duration_seconds.
 const (
-	OutcomeOK          = "ok"
-	OutcomeError       = "error"
-	OutcomeTimeout     = "timeout"
-	OutcomeBreakerOpen = "breaker_open"
+	OutcomeOK      = "ok"
+	OutcomeError   = "error"
+	OutcomeTimeout = "timeout"
+	// OutcomeBreakerOpen: the call was refused by the dependency's open
+	// circuit breaker; the same word as the failure reason.
+	OutcomeBreakerOpen = string(failure.ReasonBreakerOpen)
 )
 
-// Outcome label values of mailrelay_messages_total.
+// Outcome label values of mailrelay_messages_total (its reason label takes
+// the failure.Reason values).
 const (
 	MsgForwarded    = "forwarded"
 	MsgDropped      = "dropped"

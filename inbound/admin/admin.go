@@ -17,12 +17,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
-// Store is what the admin API needs of the spool.
-type Store interface {
+// Queue is what the admin API needs of the spool (implemented by
+// *spool.Spool).
+type Queue interface {
 	DeadLetters(limit int) ([]spool.DeadLetter, error)
 	Redrive(ids ...string) (int, error)
 	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
@@ -62,7 +64,7 @@ type RedriveResponse struct {
 }
 
 // Handler returns the admin API.
-func Handler(s Store, log *slog.Logger) http.Handler {
+func Handler(q Queue, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
 		limit := 1000
@@ -74,7 +76,7 @@ func Handler(s Store, log *slog.Logger) http.Handler {
 			}
 			limit = n
 		}
-		dls, err := s.DeadLetters(limit)
+		dls, err := q.DeadLetters(limit)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -98,7 +100,7 @@ func Handler(s Store, log *slog.Logger) http.Handler {
 			http.Error(w, "give either ids or all, not both or neither", http.StatusBadRequest)
 			return
 		}
-		n, err := s.Redrive(req.IDs...)
+		n, err := q.Redrive(req.IDs...)
 		switch {
 		case errors.Is(err, spool.ErrNotFound) && n > 0:
 			// Partial: the known ids went back; say which were unknown.
@@ -141,13 +143,13 @@ func Handler(s Store, log *slog.Logger) http.Handler {
 			return
 		}
 		id := "reconcile:" + n.Receipt.Action.BucketName + "/" + n.Receipt.Action.ObjectKey
-		dup, err := s.Put(r.Context(), spool.Entry{ID: id, Kind: n.NotificationType, Payload: body, EnqueuedAt: time.Now().UTC()})
+		dup, err := q.Put(r.Context(), spool.Entry{ID: id, Kind: n.NotificationType, Payload: body, EnqueuedAt: time.Now().UTC()})
 		switch {
 		case errors.Is(err, spool.ErrInvalidID):
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		case err != nil:
-			w.Header().Set("Retry-After", "5")
+			w.Header().Set("Retry-After", strconv.Itoa(int(inbound.DefaultRetryAfter/time.Second)))
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -12,17 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
-type fakeStore struct {
+type fakeQueue struct {
 	dead     []spool.DeadLetter
 	redriven []string
 	put      map[string]spool.Entry
 	putErr   error
 }
 
-func (f *fakeStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
+func (f *fakeQueue) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	if f.putErr != nil {
 		return false, f.putErr
 	}
@@ -36,11 +37,11 @@ func (f *fakeStore) Put(ctx context.Context, e spool.Entry) (bool, error) {
 	return false, nil
 }
 
-func (f *fakeStore) DeadLetters(limit int) ([]spool.DeadLetter, error) {
+func (f *fakeQueue) DeadLetters(limit int) ([]spool.DeadLetter, error) {
 	return f.dead[:min(limit, len(f.dead))], nil
 }
 
-func (f *fakeStore) Redrive(ids ...string) (int, error) {
+func (f *fakeQueue) Redrive(ids ...string) (int, error) {
 	if len(ids) == 0 {
 		n := len(f.dead)
 		for _, d := range f.dead {
@@ -69,7 +70,7 @@ func (f *fakeStore) Redrive(ids ...string) (int, error) {
 
 func TestListAndRedrive(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	fs := &fakeStore{dead: []spool.DeadLetter{
+	fs := &fakeQueue{dead: []spool.DeadLetter{
 		{Entry: spool.Entry{ID: "a", Payload: []byte("xyz"), Attempts: 2}, Reason: "malformed_mail: no header", DeadAt: now},
 		{Entry: spool.Entry{ID: "b"}, Reason: "ses_rejected", DeadAt: now},
 		{Entry: spool.Entry{ID: "c"}, Reason: "ses_rejected", DeadAt: now},
@@ -116,7 +117,7 @@ func TestListAndRedrive(t *testing.T) {
 }
 
 func TestReconcile(t *testing.T) {
-	fs := &fakeStore{}
+	fs := &fakeQueue{}
 	srv := httptest.NewServer(Handler(fs, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	post := func(body string) (int, string) {
@@ -128,8 +129,7 @@ func TestReconcile(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	good := `{"notificationType":"Received","mail":{"messageId":"abc"},"receipt":{"recipients":["shop@relay.example.com"],` +
-		`"action":{"type":"S3","bucketName":"inbound","objectKey":"mail/abc"}}}`
+	good := string(sesnotify.Received("abc", time.Now(), []string{"shop@relay.example.com"}, sesnotify.S3Action("", "inbound", "mail/abc")).JSON())
 	tests := []struct {
 		name, body string
 		code       int

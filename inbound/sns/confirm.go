@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 var (
 	// ErrSubscribeURL: the SubscribeURL fails the URL rule; it is never
-	// fetched (HTTP 403).
+	// fetched.
 	ErrSubscribeURL = errors.New("sns: subscribe URL not allowed")
-	// ErrConfirm: the confirmation GET failed, timed out or answered non-2xx.
-	// Transient (HTTP 503: SNS sends the confirmation again).
+	// ErrConfirm: the confirmation GET failed, timed out or answered non-2xx
+	// (SNS sends the confirmation again).
 	ErrConfirm = errors.New("sns: confirming subscription failed")
 	// ErrNotConfirmation: Confirm was called with a message that is not a
 	// SubscriptionConfirmation.
@@ -25,19 +23,19 @@ const maxConfirmBody = 64 << 10
 
 // Confirm confirms the subscription of a SubscriptionConfirmation message by
 // a GET of its SubscribeURL, which must pass URLAllowed (otherwise the URL is
-// not fetched and the error wraps ErrSubscribeURL, permanent). The GET is
-// bounded by FetchTimeout and observed as OpConfirmSubscription; a failure or
-// non-2xx status wraps ErrConfirm (transient). Verify m before confirming.
+// not fetched and the error wraps ErrSubscribeURL). The GET is bounded by
+// FetchTimeout and observed as OpConfirmSubscription; a failure or non-2xx
+// status wraps ErrConfirm. Verify m before confirming.
 func (v *Verifier) Confirm(ctx context.Context, m *Message) error {
 	if m.Type != TypeSubscriptionConfirmation {
-		return failure.Permanent("sns_not_confirmation", fmt.Errorf("%w: type %.64q", ErrNotConfirmation, m.Type))
+		return fmt.Errorf("%w: type %.64q", ErrNotConfirmation, m.Type)
 	}
 	if !v.rule.originAllowed(m.SubscribeURL) {
-		return failure.Permanent("sns_subscribe_url", fmt.Errorf("%w: %.200q", ErrSubscribeURL, m.SubscribeURL))
+		return fmt.Errorf("%w: %.200q", ErrSubscribeURL, m.SubscribeURL)
 	}
 	_, err := v.get(ctx, OpConfirmSubscription, m.SubscribeURL, maxConfirmBody, func(code int) bool { return code >= 200 && code < 300 })
 	if err != nil && !errors.Is(err, errTooLarge) {
-		return failure.Transient("sns_confirm", fmt.Errorf("%w: %w", ErrConfirm, err))
+		return fmt.Errorf("%w: %w", ErrConfirm, err)
 	}
 	return nil
 }

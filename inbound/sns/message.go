@@ -4,18 +4,19 @@
 // and subscription URLs may be fetched at all, a bounded certificate cache,
 // and subscription confirmation.
 //
-// Errors are classified with package failure: malformed input, bad
-// signatures and disallowed URLs are permanent (the caller answers 4xx and
-// SNS drops the delivery); a failed certificate download or subscription
-// confirmation is transient (the caller answers 503 and SNS retries).
+// Every error it returns wraps (with %w) one of its Err* sentinels, and that
+// is its only error scheme: malformed input (ErrMalformed, ErrUnknownType),
+// bad signatures (ErrSignature) and disallowed URLs (ErrCertURL,
+// ErrSubscribeURL) fail whenever they are tried again; a failed certificate
+// download (ErrCertFetch) or subscription confirmation (ErrConfirm) may
+// succeed on SNS's redelivery. What each means for an answer is decided by
+// the caller, in one place (inbound's status table).
 package sns
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // Message types of SNS HTTP(S) deliveries.
@@ -26,9 +27,9 @@ const (
 )
 
 var (
-	// ErrMalformed: the body is not JSON or lacks a required field (HTTP 400).
+	// ErrMalformed: the body is not JSON or lacks a required field.
 	ErrMalformed = errors.New("sns: malformed message")
-	// ErrUnknownType: the Type is none of the three SNS delivery types (HTTP 400).
+	// ErrUnknownType: the Type is none of the three SNS delivery types.
 	ErrUnknownType = errors.New("sns: unknown message type")
 )
 
@@ -84,18 +85,18 @@ func (m *Message) HasSubject() bool { return m.subjectPresent || m.Subject != ""
 
 // Parse decodes an SNS delivery body and checks that the fields needed to
 // authenticate and act on it are present. Errors wrap ErrMalformed or
-// ErrUnknownType and are classified permanent.
+// ErrUnknownType.
 func Parse(body []byte) (*Message, error) {
 	var m Message
 	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, failure.Permanent("sns_malformed", fmt.Errorf("%w: %v", ErrMalformed, err))
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	switch m.Type {
 	case TypeNotification, TypeSubscriptionConfirmation, TypeUnsubscribeConfirmation:
 	case "":
 		return nil, malformed("Type")
 	default:
-		return nil, failure.Permanent("sns_unknown_type", fmt.Errorf("%w: %.64q", ErrUnknownType, m.Type))
+		return nil, fmt.Errorf("%w: %.64q", ErrUnknownType, m.Type)
 	}
 	required := []struct{ name, value string }{
 		{"MessageId", m.MessageId},
@@ -119,7 +120,7 @@ func Parse(body []byte) (*Message, error) {
 }
 
 func malformed(field string) error {
-	return failure.Permanent("sns_malformed", fmt.Errorf("%w: missing %s", ErrMalformed, field))
+	return fmt.Errorf("%w: missing %s", ErrMalformed, field)
 }
 
 // StringToSign returns the canonical string SNS signs: for a Notification
@@ -151,7 +152,7 @@ func (m *Message) StringToSign() ([]byte, error) {
 			{"Type", m.Type},
 		}
 	default:
-		return nil, failure.Permanent("sns_unknown_type", fmt.Errorf("%w: %.64q", ErrUnknownType, m.Type))
+		return nil, fmt.Errorf("%w: %.64q", ErrUnknownType, m.Type)
 	}
 	n := 0
 	for _, f := range fields {

@@ -16,17 +16,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 var (
-	// ErrCertURL: the SigningCertURL fails the URL rule; it is never fetched (HTTP 403).
+	// ErrCertURL: the SigningCertURL fails the URL rule; it is never fetched.
 	ErrCertURL = errors.New("sns: signing certificate URL not allowed")
 	// ErrSignature: the signature does not verify, its version is unknown, or
-	// the certificate is unusable (HTTP 403).
+	// the certificate is unusable.
 	ErrSignature = errors.New("sns: bad signature")
 	// ErrCertFetch: downloading the certificate failed, timed out or answered
-	// other than 200. Transient (HTTP 503: SNS retries).
+	// other than 200 (SNS's redelivery may succeed).
 	ErrCertFetch = errors.New("sns: fetching signing certificate failed")
 )
 
@@ -36,12 +36,13 @@ const (
 	OpConfirmSubscription = "ConfirmSubscription"
 )
 
-// Outcomes passed to VerifierOptions.Observe (the values of the
-// mailrelay_external_call_duration_seconds outcome label).
+// Outcomes passed to VerifierOptions.Observe: the values of the
+// mailrelay_external_call_duration_seconds outcome label, named in
+// telemetry.
 const (
-	OutcomeOK      = "ok"
-	OutcomeError   = "error"
-	OutcomeTimeout = "timeout"
+	OutcomeOK      = telemetry.OutcomeOK
+	OutcomeError   = telemetry.OutcomeError
+	OutcomeTimeout = telemetry.OutcomeTimeout
 )
 
 // Defaults for VerifierOptions.
@@ -157,11 +158,10 @@ func (v *Verifier) URLAllowed(u string) bool { return v.rule.originAllowed(u) }
 // signature version must be "1" (SHA1withRSA) or "2" (SHA256withRSA), and
 // the base64 signature must verify over m.StringToSign() with the public key
 // of the certificate at SigningCertURL (downloaded once, then cached).
-// Errors wrap ErrCertURL, ErrSignature (both permanent) or ErrCertFetch
-// (transient).
+// Errors wrap ErrCertURL, ErrSignature or ErrCertFetch.
 func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	if !v.rule.certAllowed(m.SigningCertURL) {
-		return failure.Permanent("sns_cert_url", fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL))
+		return fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL)
 	}
 	var hash crypto.Hash
 	switch m.SignatureVersion {
@@ -225,7 +225,7 @@ func verifyPKCS1(pub *rsa.PublicKey, hash crypto.Hash, s, sig []byte) error {
 }
 
 func badSignature(err error) error {
-	return failure.Permanent("sns_signature", fmt.Errorf("%w: %v", ErrSignature, err))
+	return fmt.Errorf("%w: %v", ErrSignature, err)
 }
 
 // publicKey returns the RSA key of the certificate at certURL from the
@@ -254,7 +254,7 @@ func (v *Verifier) publicKey(ctx context.Context, certURL string) (*rsa.PublicKe
 	case <-f.done:
 		return f.pub, f.err
 	case <-ctx.Done():
-		return nil, failure.Transient("sns_cert_fetch", fmt.Errorf("%w: %w", ErrCertFetch, ctx.Err()))
+		return nil, fmt.Errorf("%w: %w", ErrCertFetch, ctx.Err())
 	}
 }
 
@@ -266,7 +266,7 @@ func (v *Verifier) download(ctx context.Context, certURL string, f *flight) {
 	)
 	defer func() {
 		if r := recover(); r != nil {
-			err = failure.Transient("sns_cert_fetch", fmt.Errorf("%w: panic: %v", ErrCertFetch, r))
+			err = fmt.Errorf("%w: panic: %v", ErrCertFetch, r)
 		}
 		v.mu.Lock()
 		if err == nil {
@@ -288,7 +288,7 @@ func (v *Verifier) download(ctx context.Context, certURL string, f *flight) {
 		return
 	}
 	if err != nil {
-		err = failure.Transient("sns_cert_fetch", fmt.Errorf("%w: %w", ErrCertFetch, err))
+		err = fmt.Errorf("%w: %w", ErrCertFetch, err)
 		return
 	}
 	pub, notAfter, err = v.parseCert(body)

@@ -3,9 +3,7 @@ package sns_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,25 +12,9 @@ import (
 
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
-	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 const topic = "arn:aws:sns:us-east-1:123456789012:ses-inbound"
-
-// serve starts an HTTP server on 127.0.0.1 that is closed when the test ends.
-func serve(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 type observation struct{ op, outcome string }
 
@@ -133,8 +115,8 @@ func TestVerify(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("Verify error %v, want %v", err, tt.err)
 			}
-			if failure.IsPermanent(err) != tt.perm {
-				t.Errorf("IsPermanent(%v) = %v, want %v", err, failure.IsPermanent(err), tt.perm)
+			if retryable(err) == tt.perm {
+				t.Errorf("retryable(%v) = %v, want %v", err, retryable(err), !tt.perm)
 			}
 		})
 	}
@@ -205,7 +187,7 @@ func TestURLRules(t *testing.T) {
 func TestVerifyFetchTimeout(t *testing.T) {
 	signer := snstest.New(t)
 	release := make(chan struct{})
-	hang := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -217,7 +199,7 @@ func TestVerifyFetchTimeout(t *testing.T) {
 	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: hang.URL + "/cert.pem"}
 	signer.Sign(m, "2")
 	err := v.Verify(context.Background(), m)
-	if !errors.Is(err, sns.ErrCertFetch) || failure.IsPermanent(err) {
+	if !errors.Is(err, sns.ErrCertFetch) || !retryable(err) {
 		t.Fatalf("Verify against hanging cert server: %v, want transient ErrCertFetch", err)
 	}
 	if got := rec.all(); len(got) != 1 || got[0] != (observation{sns.OpGetCertificate, sns.OutcomeTimeout}) {
@@ -229,7 +211,7 @@ func TestVerifyCallerCancel(t *testing.T) {
 	signer := snstest.New(t)
 	release := make(chan struct{})
 	var fetches atomic.Int64
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		<-release
 		w.Write(signer.CertPEM())
@@ -258,7 +240,7 @@ func TestVerifySingleFlight(t *testing.T) {
 	const n = 16
 	release := make(chan struct{})
 	var fetches atomic.Int64
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		select {
 		case <-release:
@@ -344,7 +326,7 @@ func TestBadCertificates(t *testing.T) {
 		"/bad-der.pem": []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 		"/huge.pem":    []byte(strings.Repeat("A", sns.MaxCertBytes+1)),
 	}
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/redirect.pem" {
 			http.Redirect(w, r, signer.CertURL(), http.StatusFound)
 			return
@@ -384,7 +366,7 @@ func TestConfirm(t *testing.T) {
 	var hits atomic.Int64
 	status := atomic.Int64{}
 	status.Store(http.StatusOK)
-	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		if r.URL.Query().Get("Action") != "ConfirmSubscription" {
 			t.Errorf("confirm request %s", r.URL)
@@ -392,7 +374,7 @@ func TestConfirm(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 		w.Write([]byte("<ConfirmSubscriptionResponse/>"))
 	}))
-	elsewhere := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := snstest.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1000)
 	}))
 	rec := &recorder{}
@@ -404,14 +386,14 @@ func TestConfirm(t *testing.T) {
 		t.Fatalf("Confirm: %v", err)
 	}
 	status.Store(http.StatusInternalServerError)
-	if err := v.Confirm(context.Background(), conf); !errors.Is(err, sns.ErrConfirm) || failure.IsPermanent(err) {
+	if err := v.Confirm(context.Background(), conf); !errors.Is(err, sns.ErrConfirm) || !retryable(err) {
 		t.Errorf("Confirm on 500: %v, want transient ErrConfirm", err)
 	}
 	if n := hits.Load(); n != 2 {
 		t.Errorf("confirm requests %d, want 2", n)
 	}
 	bad := parse(t, signer.Body(signer.Confirmation(sns.TypeSubscriptionConfirmation, topic, elsewhere.URL+"/?Action=ConfirmSubscription"), "1"))
-	if err := v.Confirm(context.Background(), bad); !errors.Is(err, sns.ErrSubscribeURL) || !failure.IsPermanent(err) {
+	if err := v.Confirm(context.Background(), bad); !errors.Is(err, sns.ErrSubscribeURL) || retryable(err) {
 		t.Errorf("Confirm elsewhere: %v, want permanent ErrSubscribeURL", err)
 	}
 	unsub := parse(t, signer.UnsubscribeConfirmation(topic, subscribe))

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +29,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	_ "github.com/emersion/go-message/charset" // decode every charset of the corpus
 	"github.com/emersion/go-message/mail"
+
+	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 // workers is the relay's pool size in these tests.
@@ -159,29 +162,20 @@ type sample struct {
 }
 
 func loadCorpus(t *testing.T, run string) []sample {
-	var files []string
-	for _, p := range []string{"testdata/mail/*.eml", "../../mailproc/rewrite/testdata/*.eml"} {
-		m, _ := filepath.Glob(p)
-		files = append(files, m...)
-	}
-	sort.Strings(files)
 	var out []sample
-	for i, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, f := range mailtest.Corpus() {
+		b := f.Raw
 		tag := fmt.Sprintf("%s-%02d", run, i)
 		nl := "\r\n"
 		if !bytes.Contains(b, []byte("\r\n")) {
 			nl = "\n"
 		}
-		malformed := strings.HasPrefix(filepath.Base(f), "malformed")
+		malformed := f.Malformed()
 		raw := b
 		if !malformed { // a tag line could turn a malformed header into a valid one
 			raw = append([]byte("X-E2E-Run: "+tag+nl), b...)
 		}
-		s := sample{name: filepath.Base(f), raw: raw, tag: tag, malformed: malformed}
+		s := sample{name: f.Name, raw: raw, tag: tag, malformed: malformed}
 		if i := headerEnd(raw); i >= 0 {
 			s.body = raw[i:]
 		}
@@ -205,18 +199,9 @@ func headerEnd(b []byte) int {
 }
 
 func notification(sesID, key string, topicARN string) string {
-	pass := map[string]string{"status": "PASS"}
-	n := map[string]any{
-		"notificationType": "Received",
-		"mail":             map[string]any{"timestamp": time.Now().UTC().Format(time.RFC3339), "source": "sender@example.net", "messageId": sesID, "destination": []string{alias}},
-		"receipt": map[string]any{
-			"timestamp": time.Now().UTC().Format(time.RFC3339), "recipients": []string{alias},
-			"spamVerdict": pass, "virusVerdict": pass, "spfVerdict": pass, "dkimVerdict": pass, "dmarcVerdict": pass,
-			"action": map[string]any{"type": "S3", "topicArn": topicARN, "bucketName": bucket, "objectKey": key},
-		},
-	}
-	b, _ := json.Marshal(n)
-	return string(b)
+	n := sesnotify.Received(sesID, time.Now(), []string{alias}, sesnotify.S3Action(topicARN, bucket, key)).Pass()
+	n.Mail.Source = "sender@example.net"
+	return string(n.JSON())
 }
 
 type sentMail struct {
@@ -422,7 +407,7 @@ func TestLocalStackEndToEnd(t *testing.T) {
 		}
 		n := 0
 		for _, it := range items {
-			if strings.HasPrefix(it.Reason, "malformed_mail") {
+			if strings.HasPrefix(it.Reason, string(failure.ReasonMalformedMail)) {
 				n++
 			}
 		}

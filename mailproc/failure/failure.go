@@ -1,7 +1,8 @@
 // Package failure classifies errors as transient (retry later) or permanent
-// (retrying cannot help: dead-letter or drop). It is the one place where that
-// decision is made; the edges (awsclient, parsers) wrap their errors with a
-// class and a low-cardinality reason, and the pipeline asks this package.
+// (retrying cannot help: dead-letter or drop), each with a Reason. It is the
+// one place where that decision is made and where every reason is named:
+// the edges (awsclient, parsers) wrap their errors with a class and a Reason
+// constant, and the pipeline asks this package.
 package failure
 
 import (
@@ -27,35 +28,129 @@ func (c Class) String() string {
 	return "transient"
 }
 
-// Error carries a class and a short machine-readable reason (used as a metric
-// label, so keep the set small: "s3_not_found", "malformed_mail", ...).
+// Reason is a short machine-readable cause: the reason label of
+// mailrelay_messages_total, the first word of a retried or dead-lettered
+// entry's stored reason (operators and alerts key on it) and the "reason"
+// of log lines. Every value the relay emits is a constant below; the values
+// are part of the operator contract and stored in the spool's dead letters,
+// so they never change spelling.
+//
+// The label values, by where they arise:
+//
+//	pipeline (mailproc):     malformed_notification, unknown_notification,
+//	                         feedback_bounce, feedback_complaint,
+//	                         unknown_alias, no_content, message_too_large,
+//	                         alias_lookup, spool_write, shutdown, panic,
+//	                         breaker_open, retries_exhausted
+//	drops (mailproc):        spam, virus, dmarc_reject, not_our_domain,
+//	                         unknown_alias, no_recipient; forwarded: ok
+//	mail (rewrite):          malformed_mail, message_too_large
+//	AWS calls (awsclient):   breaker_open, s3_not_found, ses_rejected,
+//	                         ses_invalid_parameter,
+//	                         ses_mail_from_not_verified, ses_sending_paused,
+//	                         and per service (s3_, ses_): _canceled,
+//	                         _timeout, _throttled, _access_denied,
+//	                         _misconfigured, _5xx, _bad_request, _network,
+//	                         _error
+//	unclassified errors:     timeout, canceled, error
+type Reason string
+
+// Reasons of the pipeline (mailproc) and of the mail parsers.
+const (
+	ReasonMalformedNotification Reason = "malformed_notification"
+	ReasonUnknownNotification   Reason = "unknown_notification"
+	ReasonFeedbackBounce        Reason = "feedback_bounce"
+	ReasonFeedbackComplaint     Reason = "feedback_complaint"
+	ReasonUnknownAlias          Reason = "unknown_alias"
+	ReasonNoContent             Reason = "no_content"
+	ReasonMalformedMail         Reason = "malformed_mail"
+	ReasonMessageTooLarge       Reason = "message_too_large"
+	ReasonAliasLookup           Reason = "alias_lookup"
+	ReasonSpoolWrite            Reason = "spool_write"
+	ReasonShutdown              Reason = "shutdown"
+	ReasonPanic                 Reason = "panic"
+	// ReasonBreakerOpen: a dependency's circuit breaker is open (the call
+	// was not made, or the mail was postponed without trying).
+	ReasonBreakerOpen Reason = "breaker_open"
+	// ReasonRetriesExhausted: a transient failure lasted past the retry
+	// age; prefixed to the last reason in the dead letter.
+	ReasonRetriesExhausted Reason = "retries_exhausted"
+)
+
+// Reasons of mail finished without failure: the drops, and forwarded.
+const (
+	ReasonSpam         Reason = "spam"
+	ReasonVirus        Reason = "virus"
+	ReasonDMARCReject  Reason = "dmarc_reject"
+	ReasonNotOurDomain Reason = "not_our_domain"
+	ReasonNoRecipient  Reason = "no_recipient"
+	ReasonOK           Reason = "ok"
+)
+
+// Reasons of AWS calls (awsclient.Classify). The per-service ones are
+// listed for both services the relay calls.
+const (
+	ReasonS3NotFound             Reason = "s3_not_found"
+	ReasonSESRejected            Reason = "ses_rejected"
+	ReasonSESInvalidParameter    Reason = "ses_invalid_parameter"
+	ReasonSESMailFromNotVerified Reason = "ses_mail_from_not_verified"
+	ReasonSESSendingPaused       Reason = "ses_sending_paused"
+
+	ReasonS3Canceled       Reason = "s3_canceled"
+	ReasonS3Timeout        Reason = "s3_timeout"
+	ReasonS3Throttled      Reason = "s3_throttled"
+	ReasonS3AccessDenied   Reason = "s3_access_denied"
+	ReasonS3Misconfigured  Reason = "s3_misconfigured"
+	ReasonS35xx            Reason = "s3_5xx"
+	ReasonS3BadRequest     Reason = "s3_bad_request"
+	ReasonS3Network        Reason = "s3_network"
+	ReasonS3Error          Reason = "s3_error"
+	ReasonSESCanceled      Reason = "ses_canceled"
+	ReasonSESTimeout       Reason = "ses_timeout"
+	ReasonSESThrottled     Reason = "ses_throttled"
+	ReasonSESAccessDenied  Reason = "ses_access_denied"
+	ReasonSESMisconfigured Reason = "ses_misconfigured"
+	ReasonSES5xx           Reason = "ses_5xx"
+	ReasonSESBadRequest    Reason = "ses_bad_request"
+	ReasonSESNetwork       Reason = "ses_network"
+	ReasonSESError         Reason = "ses_error"
+)
+
+// Reasons of errors nobody classified (see ReasonOf).
+const (
+	ReasonTimeout  Reason = "timeout"
+	ReasonCanceled Reason = "canceled"
+	ReasonError    Reason = "error"
+)
+
+// Error carries a class and a Reason.
 type Error struct {
 	Class  Class
-	Reason string
+	Reason Reason
 	Err    error
 }
 
 func (e *Error) Error() string {
 	if e.Err == nil {
-		return e.Reason
+		return string(e.Reason)
 	}
-	return e.Reason + ": " + e.Err.Error()
+	return string(e.Reason) + ": " + e.Err.Error()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
 // Permanent wraps err as a permanent failure with reason.
-func Permanent(reason string, err error) error {
+func Permanent(reason Reason, err error) error {
 	return &Error{Class: ClassPermanent, Reason: reason, Err: err}
 }
 
 // Transient wraps err as a transient failure with reason.
-func Transient(reason string, err error) error {
+func Transient(reason Reason, err error) error {
 	return &Error{Class: ClassTransient, Reason: reason, Err: err}
 }
 
 // Permanentf is Permanent with a formatted error.
-func Permanentf(reason, format string, args ...any) error {
+func Permanentf(reason Reason, format string, args ...any) error {
 	return Permanent(reason, fmt.Errorf(format, args...))
 }
 
@@ -73,17 +168,17 @@ func ClassOf(err error) Class {
 func IsPermanent(err error) bool { return err != nil && ClassOf(err) == ClassPermanent }
 
 // ReasonOf returns the reason of the outermost classified error, or a generic
-// one: "timeout" for deadline errors, "canceled", else "error".
-func ReasonOf(err error) string {
+// one: ReasonTimeout for deadline errors, ReasonCanceled, else ReasonError.
+func ReasonOf(err error) Reason {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Reason != "" {
 		return fe.Reason
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+		return ReasonTimeout
 	case errors.Is(err, context.Canceled):
-		return "canceled"
+		return ReasonCanceled
 	}
-	return "error"
+	return ReasonError
 }

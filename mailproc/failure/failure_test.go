@@ -13,7 +13,7 @@ func TestClassify(t *testing.T) {
 		name      string
 		err       error
 		permanent bool
-		reason    string
+		reason    Reason
 	}{
 		{"plain is transient", base, false, "error"},
 		{"permanent", Permanent("malformed_mail", base), true, "malformed_mail"},
@@ -38,5 +38,24 @@ func TestClassify(t *testing.T) {
 	}
 	if !errors.Is(Permanent("x", base), base) {
 		t.Error("Unwrap lost the cause")
+	}
+}
+
+// The values are metric labels and stored in dead letters: their spelling
+// is a contract.
+func TestReasonValues(t *testing.T) {
+	for r, want := range map[Reason]string{
+		ReasonBreakerOpen:           "breaker_open",
+		ReasonMessageTooLarge:       "message_too_large",
+		ReasonMalformedNotification: "malformed_notification",
+		ReasonMalformedMail:         "malformed_mail",
+		ReasonRetriesExhausted:      "retries_exhausted",
+		ReasonS3NotFound:            "s3_not_found",
+		ReasonSESThrottled:          "ses_throttled",
+		ReasonS35xx:                 "s3_5xx",
+	} {
+		if string(r) != want {
+			t.Errorf("%q, want %q", r, want)
+		}
 	}
 }

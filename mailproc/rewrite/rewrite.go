@@ -56,7 +56,7 @@ type Params struct {
 	// display name. Empty means DefaultDisplaySuffix.
 	DisplaySuffix string
 	// MaxBytes, when > 0, is the largest input message accepted; a larger
-	// one fails with failure.Permanent("message_too_large").
+	// one fails with failure.Permanent(failure.ReasonMessageTooLarge).
 	MaxBytes int64
 }
 
@@ -113,8 +113,8 @@ type Result struct {
 // header separator and everything after it are copied unchanged.
 //
 // A message without a header/body separator or with an unparseable header
-// block fails with failure.Permanent("malformed_mail"); one over
-// Params.MaxBytes with failure.Permanent("message_too_large"). Errors
+// block fails with failure.Permanent(failure.ReasonMalformedMail); one over
+// Params.MaxBytes with failure.Permanent(failure.ReasonMessageTooLarge). Errors
 // reading src or writing dst are returned unclassified (transient). After an
 // error dst may hold a partial message and must be discarded.
 func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
@@ -136,9 +136,9 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 	if err := st.readHeader(limit); err != nil {
 		if errors.Is(err, errHeaderTooLarge) {
 			if limit < maxHeaderBytes || p.MaxBytes == maxHeaderBytes {
-				return Result{}, failure.Permanent("message_too_large", fmt.Errorf("message larger than %d bytes", p.MaxBytes))
+				return Result{}, failure.Permanent(failure.ReasonMessageTooLarge, fmt.Errorf("message larger than %d bytes", p.MaxBytes))
 			}
-			return Result{}, failure.Permanent("malformed_mail", fmt.Errorf("header block larger than %d bytes", maxHeaderBytes))
+			return Result{}, failure.Permanent(failure.ReasonMalformedMail, fmt.Errorf("header block larger than %d bytes", maxHeaderBytes))
 		}
 		return Result{}, err
 	}
@@ -160,7 +160,7 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 			return res, fmt.Errorf("copy body: %w", err)
 		}
 		if n > remain {
-			return res, failure.Permanent("message_too_large", fmt.Errorf("message larger than %d bytes", p.MaxBytes))
+			return res, failure.Permanent(failure.ReasonMessageTooLarge, fmt.Errorf("message larger than %d bytes", p.MaxBytes))
 		}
 		return res, nil
 	}
@@ -234,7 +234,7 @@ func putState(st *state) {
 var errHeaderTooLarge = errors.New("header block too large")
 
 func malformed(format string, args ...any) error {
-	return failure.Permanent("malformed_mail", fmt.Errorf(format, args...))
+	return failure.Permanent(failure.ReasonMalformedMail, fmt.Errorf(format, args...))
 }
 
 // readHeader reads the header block, separator line included, into st.hdr

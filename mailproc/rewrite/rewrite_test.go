@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 )
 
 const alias = "shop@relay.example.com"
@@ -85,10 +84,10 @@ func expectKept(in [][]byte) [][]byte {
 
 type testCase struct {
 	file         string
-	reason       string   // failure reason expected, "" for success
-	originalFrom string   // Result.OriginalFrom
-	name         string   // From display name without the suffix
-	replyTo      []string // Reply-To addresses in the output
+	reason       failure.Reason // failure reason expected, "" for success
+	originalFrom string         // Result.OriginalFrom
+	name         string         // From display name without the suffix
+	replyTo      []string       // Reply-To addresses in the output
 	replyToKept  bool
 	absent       []string // field names that must not be in the output
 	removed      int      // Result.Removed
@@ -120,23 +119,12 @@ var cases = []testCase{
 	{file: "malformed-continuation.eml", reason: "malformed_mail"},
 }
 
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
+// TestTestdataCovered: every mail of the edge-case corpus has a case.
 func TestTestdataCovered(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.eml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := mailtest.Corpus(mailtest.SetEdge)
 	for _, f := range files {
-		if !slices.ContainsFunc(cases, func(c testCase) bool { return c.file == filepath.Base(f) }) {
-			t.Errorf("%s has no test case", f)
+		if !slices.ContainsFunc(cases, func(c testCase) bool { return c.file == f.Name }) {
+			t.Errorf("%s has no test case", f.Name)
 		}
 	}
 	if len(files) < 12 {
@@ -147,7 +135,7 @@ func TestTestdataCovered(t *testing.T) {
 func TestRewrite(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
-			in := readFile(t, tc.file)
+			in := mailtest.Mail(tc.file)
 			var out bytes.Buffer
 			res, err := Rewrite(&out, bytes.NewReader(in), Params{Alias: alias})
 			if tc.reason != "" {
@@ -336,7 +324,7 @@ func TestSplitMatchesTextproto(t *testing.T) {
 			continue
 		}
 		t.Run(tc.file, func(t *testing.T) {
-			in := readFile(t, tc.file)
+			in := mailtest.Mail(tc.file)
 			st := getState(bytes.NewReader(in))
 			defer putState(st)
 			if err := st.readHeader(maxHeaderBytes); err != nil {
@@ -365,7 +353,7 @@ func TestSplitMatchesTextproto(t *testing.T) {
 	}
 	// Both refuse the same broken blocks.
 	for _, name := range []string{"malformed-header.eml", "malformed-continuation.eml"} {
-		if _, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(readFile(t, name)))); err == nil {
+		if _, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(mailtest.Mail(name)))); err == nil {
 			t.Errorf("%s: textproto accepts it, we refuse it", name)
 		}
 	}
@@ -377,14 +365,14 @@ func toCRLF(b []byte) string {
 }
 
 func TestRewriteErrors(t *testing.T) {
-	plain := readFile(t, "plain.eml")
+	plain := mailtest.Mail("plain.eml")
 	hdrLen := int64(bytes.Index(plain, []byte("\r\n\r\n")) + 4)
 	long := "X-Long: " + strings.Repeat("a", 10000) + "\r\n"
 	tests := []struct {
 		name      string
 		msg       string
 		p         Params
-		reason    string // "" with permanent=false: must fail, transient
+		reason    failure.Reason // "" with permanent=false: must fail, transient
 		permanent bool
 		ok        bool
 	}{
@@ -438,7 +426,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestRewriteIOErrors(t *testing.T) {
-	plain := readFile(t, "plain.eml")
+	plain := mailtest.Mail("plain.eml")
 	boom := errors.New("connection reset")
 	// Reading fails inside the header, and inside the body: transient.
 	for _, n := range []int{10, len(plain) - 5} {
@@ -592,7 +580,7 @@ func TestAppendFieldFolding(t *testing.T) {
 
 func FuzzRewrite(f *testing.F) {
 	for _, tc := range cases {
-		f.Add(readFile(f, tc.file))
+		f.Add(mailtest.Mail(tc.file))
 	}
 	f.Add([]byte("\r\n"))
 	f.Add([]byte("From: \"a\\\" b\" <a@b>\nReply-To: x\n\nbody"))

@@ -48,9 +48,6 @@ const (
 	StatusDisabled       = "DISABLED"
 )
 
-// ReasonMalformed is the failure reason of every Parse error.
-const ReasonMalformed = "malformed_notification"
-
 // ErrMalformed is wrapped by every Parse and InlineContent error.
 var ErrMalformed = errors.New("sesnotify: malformed notification")
 
@@ -134,7 +131,7 @@ type Action struct {
 // Parse decodes an SES notification and checks it is one the relay can act
 // on: a known notificationType, a mail.messageId, and for Received a receipt
 // with an action type (and a bucket for S3). Errors are
-// failure.Permanent(ReasonMalformed) wrapping ErrMalformed.
+// failure.Permanent(failure.ReasonMalformedNotification) wrapping ErrMalformed.
 func Parse(b []byte) (*Notification, error) {
 	var n Notification
 	if err := json.Unmarshal(b, &n); err != nil {
@@ -172,7 +169,7 @@ func Parse(b []byte) (*Notification, error) {
 }
 
 func malformed(format string, args ...any) error {
-	return failure.Permanent(ReasonMalformed, fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...)))
+	return failure.Permanent(failure.ReasonMalformedNotification, fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...)))
 }
 
 // InlineContent returns the mail carried in the notification (SNS action),

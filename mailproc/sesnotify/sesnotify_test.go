@@ -3,25 +3,15 @@ package sesnotify
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 )
 
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestParseSamples(t *testing.T) {
-	mail := readFile(t, "mail.eml")
+	mail := mailtest.ReceivedMail()
 	tests := []struct {
 		file      string
 		typ       string
@@ -89,7 +79,7 @@ func TestParseSamples(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			n, err := Parse(readFile(t, tt.file))
+			n, err := Parse(mailtest.Notification(tt.file))
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -138,8 +128,8 @@ func TestParseMalformed(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse accepted %s: %+v", tt.body, n)
 			}
-			if !errors.Is(err, ErrMalformed) || !failure.IsPermanent(err) || failure.ReasonOf(err) != ReasonMalformed {
-				t.Errorf("error %v: want permanent %s wrapping ErrMalformed", err, ReasonMalformed)
+			if !errors.Is(err, ErrMalformed) || !failure.IsPermanent(err) || failure.ReasonOf(err) != failure.ReasonMalformedNotification {
+				t.Errorf("error %v: want permanent %s wrapping ErrMalformed", err, failure.ReasonMalformedNotification)
 			}
 		})
 	}
@@ -177,7 +167,7 @@ func TestInlineContent(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"received_sns_utf8.json", "received_sns_base64.json", "received_s3.json", "bounce.json", "complaint.json"} {
-		f.Add(readFile(f, name))
+		f.Add(mailtest.Notification(name))
 	}
 	for _, tt := range malformedTests {
 		f.Add([]byte(tt.body))

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 const (
@@ -192,19 +192,10 @@ func (r *relayProc) gauge(name string) (float64, error) {
 
 // receivedS3 is an SES Received notification for a mail stored in S3.
 func receivedS3(sesID, key string) string {
-	pass := map[string]string{"status": "PASS"}
-	rcpt := []string{"shop@relay.example.com"}
-	b, _ := json.Marshal(map[string]any{
-		"notificationType": "Received",
-		"mail": map[string]any{"timestamp": "2026-11-23T10:00:00.000Z", "source": "dora@example.net",
-			"messageId": sesID, "destination": rcpt},
-		"receipt": map[string]any{
-			"timestamp": "2026-11-23T10:00:00.000Z", "recipients": rcpt,
-			"spamVerdict": pass, "virusVerdict": pass, "spfVerdict": pass, "dkimVerdict": pass, "dmarcVerdict": pass,
-			"action": map[string]any{"type": "S3", "topicArn": topic, "bucketName": bucket, "objectKey": key},
-		},
-	})
-	return string(b)
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	n := sesnotify.Received(sesID, at, []string{"shop@relay.example.com"}, sesnotify.S3Action(topic, bucket, key)).Pass()
+	n.Mail.Source = "dora@example.net"
+	return string(n.JSON())
 }
 
 func mailFor(i int) []byte {

@@ -15,6 +15,12 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailrelay/mailrelay/awsclient"
+	"github.com/mailrelay/mailrelay/inbound"
+	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/mailproc"
+	"github.com/mailrelay/mailrelay/mailproc/rewrite"
 )
 
 // Config is everything `mailrelay serve` needs.
@@ -78,31 +84,31 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8082", "admin API listener for dead letters (empty disables)")
 	fs.Func("sns-topic-arns", "comma-separated allow-list of SNS topic ARNs (required)", listSetter(&c.SNSTopicARNs))
 	fs.Func("sns-cert-url-prefixes", "comma-separated allowed signing-cert URL prefixes (empty: https://sns.<region>.amazonaws.com[.cn]/ only)", listSetter(&c.SNSCertURLPrefixes))
-	fs.Int64Var(&c.SNSMaxBodyBytes, "sns-max-body-bytes", 1<<20, "largest SNS delivery body accepted (413 above); SNS caps the Message at 256 KiB, the JSON envelope and escaping add to it")
-	fs.DurationVar(&c.SNSCertTimeout, "sns-cert-timeout", 3*time.Second, "timeout to download an SNS signing certificate or confirm a subscription")
+	fs.Int64Var(&c.SNSMaxBodyBytes, "sns-max-body-bytes", inbound.DefaultMaxBodyBytes, "largest SNS delivery body accepted (413 above); SNS caps the Message at 256 KiB, the JSON envelope and escaping add to it")
+	fs.DurationVar(&c.SNSCertTimeout, "sns-cert-timeout", sns.DefaultFetchTimeout, "timeout to download an SNS signing certificate or confirm a subscription")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "data/spool", "directory of the durable spool")
 	fs.IntVar(&c.SpoolMaxMessages, "spool-max-messages", 100000, "bound on unfinished notifications; above it /sns answers 503")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound on bytes of unfinished notifications")
 	fs.DurationVar(&c.DedupeTTL, "dedupe-ttl", 24*time.Hour, "how long a finished SNS MessageId is remembered to drop redeliveries")
 	fs.StringVar(&c.AliasesFile, "aliases-file", "aliases.yaml", "alias file (YAML); reloaded on SIGHUP")
 	fs.IntVar(&c.Workers, "workers", 8, "size of the worker pool")
-	fs.StringVar(&c.SESAPI, "ses-api", "ses", "how to send: ses (SendRawEmail) or sesv2 (SendEmail with raw content)")
+	fs.StringVar(&c.SESAPI, "ses-api", awsclient.SendModeSES, "how to send: ses (SendRawEmail) or sesv2 (SendEmail with raw content)")
 	fs.BoolVar(&c.DeleteS3Objects, "delete-s3-objects", true, "delete the mail object from S3 once it is forwarded or dropped")
-	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", 10<<20, "largest mail forwarded (SES v1 limit: 10 MiB); larger ones are dead-lettered")
+	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", mailproc.DefaultMaxMessageBytes, "largest mail forwarded (SES v1 limit: 10 MiB); larger ones are dead-lettered")
 	fs.Int64Var(&c.InFlightBytes, "inflight-bytes", 256<<20, "budget of raw mail bytes held by all workers at once")
-	fs.DurationVar(&c.S3Timeout, "s3-timeout", 10*time.Second, "timeout of one S3 operation (all attempts)")
-	fs.DurationVar(&c.SESTimeout, "ses-timeout", 10*time.Second, "timeout of one SES send (all attempts)")
-	fs.IntVar(&c.AWSMaxAttempts, "aws-max-attempts", 2, "SDK attempts per AWS call (1 or 2; the spool retries the rest)")
+	fs.DurationVar(&c.S3Timeout, "s3-timeout", awsclient.DefaultS3GetTimeout, "timeout of one S3 operation (all attempts)")
+	fs.DurationVar(&c.SESTimeout, "ses-timeout", awsclient.DefaultSESSendTimeout, "timeout of one SES send (all attempts)")
+	fs.IntVar(&c.AWSMaxAttempts, "aws-max-attempts", awsclient.DefaultMaxAttempts, "SDK attempts per AWS call (1 or 2; the spool retries the rest)")
 	fs.BoolVar(&c.DropSpam, "drop-spam", true, "drop mail whose SES spam verdict is FAIL")
 	fs.BoolVar(&c.DropVirus, "drop-virus", true, "drop mail whose SES virus verdict is FAIL")
 	fs.BoolVar(&c.DropDMARCReject, "drop-dmarc-reject", true, "drop mail that fails DMARC when the sender's policy is reject")
 	fs.StringVar(&c.UnknownAlias, "unknown-alias", "drop", "what to do with mail for no known alias: drop (counted) or deadletter")
-	fs.StringVar(&c.FromDisplaySuffix, "from-display-suffix", " [via Relay]", "appended to the original sender's name in the rewritten From")
-	fs.DurationVar(&c.RetryMin, "retry-min", 2*time.Second, "first retry delay after a transient failure")
-	fs.DurationVar(&c.RetryMax, "retry-max", 5*time.Minute, "largest retry delay")
-	fs.DurationVar(&c.RetryMaxAge, "retry-max-age", 24*time.Hour, "after this long in the spool a failing message is dead-lettered")
+	fs.StringVar(&c.FromDisplaySuffix, "from-display-suffix", rewrite.DefaultDisplaySuffix, "appended to the original sender's name in the rewritten From")
+	fs.DurationVar(&c.RetryMin, "retry-min", mailproc.DefaultRetryMin, "first retry delay after a transient failure")
+	fs.DurationVar(&c.RetryMax, "retry-max", mailproc.DefaultRetryMax, "largest retry delay")
+	fs.DurationVar(&c.RetryMaxAge, "retry-max-age", mailproc.DefaultRetryMaxAge, "after this long in the spool a failing message is dead-lettered")
 	fs.IntVar(&c.InboundMaxConns, "inbound-max-conns", 512, "concurrent connections on the inbound listener")
-	fs.DurationVar(&c.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 503 answers")
+	fs.DurationVar(&c.RetryAfter, "retry-after", inbound.DefaultRetryAfter, "Retry-After sent with 503 answers")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight work")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")

@@ -3,7 +3,6 @@ package recovery
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 // Object is one S3 object as listed.
@@ -43,7 +44,7 @@ type ReconcileOptions struct {
 	Since    time.Time     // objects modified at or after
 	MinAge   time.Duration // objects younger than this are in flight: left alone
 	TopicARN string        // receipt.action.topicArn of built notifications
-	Max      int           // at most this many found (0: 10000)
+	Max      int           // at most this many found (0: DefaultReconcileMax)
 	Now      func() time.Time
 }
 
@@ -60,6 +61,9 @@ type Found struct {
 	Err          error // reading or submitting failed
 }
 
+// DefaultReconcileMax is the default bound on objects found per run.
+const DefaultReconcileMax = 10000
+
 // Reconcile lists the bucket and returns the objects modified since
 // o.Since and older than o.MinAge, with the envelope recipients found in
 // their headers and a notification for each. With a non-nil s each is
@@ -71,7 +75,7 @@ func Reconcile(ctx context.Context, b Bucket, s Submitter, o ReconcileOptions) (
 		now = time.Now
 	}
 	if o.Max <= 0 {
-		o.Max = 10000
+		o.Max = DefaultReconcileMax
 	}
 	cutoff := now().Add(-o.MinAge)
 	var found []Found
@@ -198,29 +202,13 @@ func headerFields(raw []byte) []field {
 }
 
 // ReceivedNotification builds the SES "Received" notification (S3 action)
-// for an object, as SES would have published it. The verdicts SES gave are
-// not known after the fact, so they are left out rather than invented; the
-// SES message id is the object key's last element (SES names objects so).
+// for an object, as SES would have published it (sesnotify.Received). The
+// verdicts SES gave are not known after the fact, so they are left out
+// rather than invented; the SES message id is the object key's last element
+// (SES names objects so).
 func ReceivedNotification(bucket string, obj Object, recipients []string, topicARN string) []byte {
-	ts := obj.LastModified.UTC().Format(time.RFC3339Nano)
-	id := obj.Key
-	if i := strings.LastIndexByte(id, '/'); i >= 0 {
-		id = id[i+1:]
-	}
-	if recipients == nil {
-		recipients = []string{}
-	}
-	n := map[string]any{
-		"notificationType": "Received",
-		"mail":             map[string]any{"timestamp": ts, "messageId": id, "destination": recipients},
-		"receipt": map[string]any{
-			"timestamp":  ts,
-			"recipients": recipients,
-			"action":     map[string]any{"type": "S3", "topicArn": topicARN, "bucketName": bucket, "objectKey": obj.Key},
-		},
-	}
-	b, _ := json.Marshal(n)
-	return b
+	id := obj.Key[strings.LastIndexByte(obj.Key, '/')+1:]
+	return sesnotify.Received(id, obj.LastModified, recipients, sesnotify.S3Action(topicARN, bucket, obj.Key)).JSON()
 }
 
 // HTTPSubmitter POSTs notifications to the relay's admin endpoint
@@ -228,7 +216,7 @@ func ReceivedNotification(bucket string, obj Object, recipients []string, topicA
 // already known), served by the relay's admin API (package admin).
 type HTTPSubmitter struct {
 	URL    string
-	Client *http.Client // nil: a client with a 30 s timeout
+	Client *http.Client // nil: a client with DefaultHTTPTimeout
 }
 
 // Submit posts one notification; any status but 200/202 is an error.
@@ -238,13 +226,9 @@ func (s *HTTPSubmitter) Submit(ctx context.Context, notification []byte) error {
 		return fmt.Errorf("new request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	c := s.Client
-	if c == nil {
-		c = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := c.Do(req)
+	resp, err := do(s.Client, req)
 	if err != nil {
-		return fmt.Errorf("post %s: %w", s.URL, err)
+		return err
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -41,7 +41,22 @@ type Poster interface {
 // HTTPPoster POSTs bodies to the relay's inbound endpoint (…/sns).
 type HTTPPoster struct {
 	URL    string
-	Client *http.Client // nil: a client with a 30 s timeout
+	Client *http.Client // nil: a client with DefaultHTTPTimeout
+}
+
+// DefaultHTTPTimeout bounds one POST to the relay when no client is given.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// do sends req with c, or with a client bounded by DefaultHTTPTimeout.
+func do(c *http.Client, req *http.Request) (*http.Response, error) {
+	if c == nil {
+		c = &http.Client{Timeout: DefaultHTTPTimeout}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("post %s: %w", req.URL, err)
+	}
+	return resp, nil
 }
 
 // Post sends body as SNS would and returns the response status.
@@ -51,13 +66,9 @@ func (p *HTTPPoster) Post(ctx context.Context, body []byte) (int, error) {
 		return 0, fmt.Errorf("new request: %w", err)
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=UTF-8")
-	c := p.Client
-	if c == nil {
-		c = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := c.Do(req)
+	resp, err := do(p.Client, req)
 	if err != nil {
-		return 0, fmt.Errorf("post %s: %w", p.URL, err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -70,7 +81,7 @@ type RedriveOptions struct {
 	// 0 means DefaultRedriveMax.
 	Max int
 	// Poll is the long-poll wait of each receive, clamped to 1–5 s
-	// (0: 2 s).
+	// (0: DefaultPoll).
 	Poll time.Duration
 	// Wait keeps receiving for this long after the queue first looks
 	// empty (0: stop at the first empty receive).
@@ -86,8 +97,13 @@ type RedriveOptions struct {
 // already handled in this run end it.
 const maxRepeatReceives = 3
 
-// DefaultRedriveMax is the default bound on messages per run.
-const DefaultRedriveMax = 10000
+// Defaults of RedriveOptions.
+const (
+	// DefaultRedriveMax is the default bound on messages per run.
+	DefaultRedriveMax = 10000
+	// DefaultPoll is the default long-poll wait of each receive.
+	DefaultPoll = 2 * time.Second
+)
 
 // Rejection is a message the relay refused with a final 4xx.
 type Rejection struct {
@@ -129,7 +145,7 @@ func Redrive(ctx context.Context, q Queue, p Poster, o RedriveOptions) (RedriveR
 	}
 	switch {
 	case o.Poll <= 0:
-		o.Poll = 2 * time.Second
+		o.Poll = DefaultPoll
 	case o.Poll < time.Second:
 		o.Poll = time.Second
 	case o.Poll > 5*time.Second:

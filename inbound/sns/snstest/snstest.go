@@ -97,7 +97,18 @@ func (s *Signer) Serve() (certURLPrefix string, close func()) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(s.certPEM)
 	})
-	srv := httptest.NewUnstartedServer(mux)
+	srv := Listen(mux)
+	prefix := srv.URL + "/sns/"
+	s.mu.Lock()
+	s.prefix = prefix
+	s.mu.Unlock()
+	return prefix, srv.Close
+}
+
+// Listen serves h over HTTP on 127.0.0.1 (the host the tests' URL rules
+// allow; httptest may pick [::1]). Close the server when done.
+func Listen(h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(fmt.Sprintf("snstest: listen on 127.0.0.1: %v", err))
@@ -105,11 +116,15 @@ func (s *Signer) Serve() (certURLPrefix string, close func()) {
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	prefix := srv.URL + "/sns/"
-	s.mu.Lock()
-	s.prefix = prefix
-	s.mu.Unlock()
-	return prefix, srv.Close
+	return srv
+}
+
+// Server is Listen, closed when tb's test ends.
+func Server(tb testing.TB, h http.Handler) *httptest.Server {
+	tb.Helper()
+	srv := Listen(h)
+	tb.Cleanup(srv.Close)
+	return srv
 }
 
 // CertURL returns the URL of the served certificate ("" before Serve).
