@@ -211,7 +211,10 @@ func (r *run) listen(what, addr string, limit int, newServer func(net.Listener) 
 			r.log.Error(what+" server stopped", "err", err)
 		}
 	}()
-	r.onStop(stop)
+	r.onStop(func() {
+		stop()
+		_ = ln.Close() // closed now even if serve has not started yet
+	})
 	return ln.Addr().String(), nil
 }
 
