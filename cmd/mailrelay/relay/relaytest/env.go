@@ -36,6 +36,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -159,7 +160,9 @@ type Env struct {
 	opts     Options
 	http     *http.Client
 	cleanups []func()
-	run      *run
+
+	mu  sync.Mutex // guards run: Stop and Served may be called from any goroutine
+	run *run
 }
 
 // run is one call of relay.Serve.
@@ -172,9 +175,9 @@ type run struct {
 // NewEnv writes the alias file, starts the signer's certificate server and
 // the stand-ins, and parses the relay's configuration. The relay itself
 // starts with Start. On error, whatever was started is stopped again.
-func NewEnv(opts Options) (e *Env, err error) {
+func NewEnv(opts Options) (_ *Env, err error) {
 	opts = opts.withDefaults()
-	e = &Env{
+	e := &Env{
 		TopicARN: opts.TopicARN,
 		Bucket:   opts.Bucket,
 		opts:     opts,
@@ -183,7 +186,6 @@ func NewEnv(opts Options) (e *Env, err error) {
 	defer func() {
 		if err != nil {
 			e.closeAll()
-			e = nil
 		}
 	}()
 	if e.Dir = opts.Dir; e.Dir == "" {
@@ -264,7 +266,7 @@ func (e *Env) closeAll() {
 // Stop, Shutdown or Close, not until ctx ends. If Serve fails, Start returns
 // its error.
 func (e *Env) Start(ctx context.Context) error {
-	if e.run != nil {
+	if e.current() != nil {
 		return errors.New("relaytest: the relay is already running")
 	}
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -295,7 +297,9 @@ func (e *Env) Start(ctx context.Context) error {
 	}
 	select {
 	case e.Relay = <-ready:
+		e.mu.Lock()
 		e.run = r
+		e.mu.Unlock()
 		return nil
 	case <-r.done:
 		stop()
@@ -310,32 +314,43 @@ func (e *Env) Start(ctx context.Context) error {
 // Stop ends the relay's context, as SIGTERM does, and returns at once;
 // Served is closed once Serve has returned.
 func (e *Env) Stop() {
-	if e.run != nil {
-		e.run.stop()
+	if r := e.current(); r != nil {
+		r.stop()
 	}
+}
+
+func (e *Env) current() *run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.run
 }
 
 // Served is closed once the current run of the relay has returned (at once
 // if none runs).
 func (e *Env) Served() <-chan struct{} {
-	if e.run == nil {
+	r := e.current()
+	if r == nil {
 		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	return e.run.done
+	return r.done
 }
 
 // Shutdown stops the relay as SIGTERM does and waits until Serve returns,
 // returning its error. The stand-ins stay up; Start runs the relay again.
 func (e *Env) Shutdown() error {
-	if e.run == nil {
+	r := e.current()
+	if r == nil {
 		return nil
 	}
-	r := e.run
 	r.stop()
 	<-r.done
-	e.run = nil
+	e.mu.Lock()
+	if e.run == r {
+		e.run = nil
+	}
+	e.mu.Unlock()
 	return r.err
 }
 
