@@ -46,12 +46,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			const grace = 2 * time.Second
 			h := newHarness(t, func(c *config.Config) { c.ShutdownTimeout, c.SESTimeout = grace, tt.sesTimeout })
 			h.Shutdown()
-			slow := fakes.NewSES(fakes.SESOptions{Latency: tt.latency})
-			if err := slow.Start("127.0.0.1:0"); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(slow.Close)
-			h.UseSES(slow)
+			slow := h.NewSES(fakes.SESOptions{Latency: tt.latency})
 			h.Restart()
 
 			// The sender: one signed delivery every 5 ms, each answer recorded.
@@ -214,12 +209,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 
 			// Restart with a healthy SES: everything acknowledged goes out once.
-			fast := fakes.NewSES(fakes.SESOptions{})
-			if err := fast.Start("127.0.0.1:0"); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(fast.Close)
-			h.UseSES(fast)
+			fast := h.NewSES(fakes.SESOptions{})
 			h.Restart()
 			waitFor(t, "spool drained after the restart", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
 			time.Sleep(100 * time.Millisecond) // room for a wrong extra send

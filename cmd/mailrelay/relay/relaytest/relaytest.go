@@ -77,6 +77,20 @@ func (h *Harness) Shutdown() {
 	}
 }
 
+// NewSES starts another SES stand-in with opts (closed when the test ends)
+// and makes the relay send to it from its next Restart on (see
+// Env.UseSES).
+func (h *Harness) NewSES(opts fakes.SESOptions) *fakes.SES {
+	h.t.Helper()
+	ses := fakes.NewSES(opts)
+	if err := ses.Start(""); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(ses.Close)
+	h.UseSES(ses)
+	return ses
+}
+
 // Post sends body to /sns and returns the status code.
 func (h *Harness) Post(body []byte) int {
 	h.t.Helper()

@@ -38,12 +38,10 @@ func TestDeliverRestartUseSES(t *testing.T) {
 	default:
 		t.Error("Served not closed after Shutdown")
 	}
-	second := fakes.NewSES(fakes.SESOptions{})
-	if err := second.Start(""); err != nil {
-		t.Fatal(err)
+	second := h.NewSES(fakes.SESOptions{})
+	if h.SES != second {
+		t.Fatal("NewSES did not make the new stand-in current")
 	}
-	t.Cleanup(second.Close)
-	h.UseSES(second)
 	h.Restart()
 	h.Deliver("sns-2", "ses-2", []byte(mail), "news@relay.example.com")
 	if sent := h.WaitSent(1); len(sent) != 1 || len(sent[0].Destinations) != 2 {
