@@ -51,7 +51,7 @@ func TestEndpoints(t *testing.T) {
 		}
 		return false, "draining"
 	})
-	m.QueueMessages.Set(7)
+	m.SetQueueStats(func() telemetry.QueueStats { return telemetry.QueueStats{Messages: 7} })
 
 	tests := []struct {
 		name, path string

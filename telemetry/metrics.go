@@ -4,6 +4,9 @@
 package telemetry
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -36,16 +39,16 @@ type Metrics struct {
 	ExternalCallDuration *prometheus.HistogramVec // service, operation, outcome
 	InboundRequests      *prometheus.CounterVec   // type, code
 	AckDuration          prometheus.Histogram
-	QueueMessages        prometheus.Gauge
-	QueueBytes           prometheus.Gauge
-	QueueOldestAge       prometheus.Gauge
-	DeadLetterMessages   prometheus.Gauge
 	BreakerState         *prometheus.GaugeVec   // dependency
 	Messages             *prometheus.CounterVec // outcome, reason
 	Panics               *prometheus.CounterVec // where
 	ProcessDuration      prometheus.Histogram
 	InFlightBytes        prometheus.Gauge
 	HealthRequests       *prometheus.HistogramVec // path
+
+	// queue computes mailrelay_queue_messages, _queue_bytes,
+	// _queue_oldest_age_seconds and _deadletter_messages when scraped.
+	queue *queueCollector
 }
 
 // latency buckets from 0.5 ms to 30 s: fine resolution where acks and healthy
@@ -72,22 +75,6 @@ func NewMetrics() *Metrics {
 			Help:    "Time from receiving an SNS delivery to answering it.",
 			Buckets: latencyBuckets,
 		}),
-		QueueMessages: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mailrelay_queue_messages",
-			Help: "Notifications accepted and not yet finished (spooled, in flight or waiting to retry).",
-		}),
-		QueueBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mailrelay_queue_bytes",
-			Help: "Bytes of notifications accepted and not yet finished.",
-		}),
-		QueueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mailrelay_queue_oldest_age_seconds",
-			Help: "Age of the oldest unfinished notification in the spool.",
-		}),
-		DeadLetterMessages: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mailrelay_deadletter_messages",
-			Help: "Messages in the dead-letter store awaiting an operator.",
-		}),
 		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mailrelay_breaker_state",
 			Help: "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
@@ -109,6 +96,7 @@ func NewMetrics() *Metrics {
 			Name: "mailrelay_inflight_bytes",
 			Help: "Bytes of raw mail currently held by workers (bounded by the in-flight byte budget).",
 		}),
+		queue: newQueueCollector(),
 		HealthRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mailrelay_health_request_duration_seconds",
 			Help:    "Time to answer health endpoint requests.",
@@ -116,11 +104,81 @@ func NewMetrics() *Metrics {
 		}, []string{"path"}),
 	}
 	r.MustRegister(
-		m.ExternalCallDuration, m.InboundRequests, m.AckDuration, m.QueueMessages,
-		m.QueueBytes, m.QueueOldestAge, m.DeadLetterMessages, m.BreakerState, m.Messages,
+		m.ExternalCallDuration, m.InboundRequests, m.AckDuration, m.queue,
+		m.BreakerState, m.Messages,
 		m.Panics, m.ProcessDuration, m.InFlightBytes, m.HealthRequests,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// QueueStats is the size of the relay's queue (the spool) at one moment.
+type QueueStats struct {
+	Messages    int       // accepted and not yet finished: spooled, in flight or waiting to retry
+	Bytes       int64     // bytes of those notifications
+	DeadLetters int       // messages in the dead-letter store
+	Oldest      time.Time // when the oldest unfinished notification was accepted (zero: none)
+}
+
+// SetQueueStats registers the function that tells the queue's size. The
+// queue gauges are computed from it each time the registry is gathered, so a
+// scrape sees the spool as it is then; until it is set (and if it is set to
+// nil) they are not exported. A relay that restarts on the same Metrics
+// registers its new spool's function in place of the old one.
+func (m *Metrics) SetQueueStats(stats func() QueueStats) { m.queue.set(stats) }
+
+// queueCollector exports the queue gauges from one call of the registered
+// stats function per scrape, so the four agree with each other.
+type queueCollector struct {
+	messages, bytes, oldestAge, deadLetters *prometheus.Desc
+
+	mu    sync.Mutex
+	stats func() QueueStats
+}
+
+func newQueueCollector() *queueCollector {
+	return &queueCollector{
+		messages: prometheus.NewDesc("mailrelay_queue_messages",
+			"Notifications accepted and not yet finished (spooled, in flight or waiting to retry).", nil, nil),
+		bytes: prometheus.NewDesc("mailrelay_queue_bytes",
+			"Bytes of notifications accepted and not yet finished.", nil, nil),
+		oldestAge: prometheus.NewDesc("mailrelay_queue_oldest_age_seconds",
+			"Age of the oldest unfinished notification in the spool.", nil, nil),
+		deadLetters: prometheus.NewDesc("mailrelay_deadletter_messages",
+			"Messages in the dead-letter store awaiting an operator.", nil, nil),
+	}
+}
+
+func (c *queueCollector) set(stats func() QueueStats) {
+	c.mu.Lock()
+	c.stats = stats
+	c.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.messages
+	ch <- c.bytes
+	ch <- c.oldestAge
+	ch <- c.deadLetters
+}
+
+// Collect implements prometheus.Collector.
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	stats := c.stats
+	c.mu.Unlock()
+	if stats == nil {
+		return
+	}
+	st := stats()
+	age := 0.0
+	if !st.Oldest.IsZero() {
+		age = time.Since(st.Oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(st.Messages))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(c.deadLetters, prometheus.GaugeValue, float64(st.DeadLetters))
 }

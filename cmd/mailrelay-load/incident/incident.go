@@ -32,34 +32,21 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/mailrelay/mailrelay/awsclient"
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
-	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay"
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 
-// Topic, bucket and aliases of the replay.
+// Topic and bucket of the replay, and the forwarding of relaytest's default
+// aliases: shop@ to one copy, news@ to one copy for two recipients.
 const (
 	topicARN = "arn:aws:sns:us-east-1:123456789012:mailrelay-incident"
 	bucket   = "mailrelay-incident"
 
-	aliasesYAML = `domains: [relay.example.com]
-aliases:
-  - address: shop@relay.example.com
-    forward_to: [alice@example.org]
-  - address: news@relay.example.com
-    forward_to: [bob@example.org, carol@example.org]
-`
 	shopCopy = "alice@example.org"
 	newsCopy = "bob@example.org,carol@example.org"
 )
@@ -208,25 +195,19 @@ func (s Scenario) faultEnd() time.Duration {
 	return end
 }
 
-// env is a running relay with its stand-ins.
+// env is a running relay with its stand-ins (relaytest), the fault
+// injectors in front of them and what the replay observes.
 type env struct {
-	signer  *snstest.Signer
-	s3      *fakes.S3
-	ses     *fakes.SES
-	s3f     *faultServer
-	sesf    *faultServer
-	metrics *telemetry.Metrics
-	relay   *relay.Relay
-	cfg     *config.Config
-	breaker awsclient.BreakerSettings
-	sends   *sendTracker
-
-	cleanups []func()
+	*relaytest.Env
+	s3f, sesf *faultServer
+	metrics   *telemetry.Metrics
+	breaker   awsclient.BreakerSettings
+	sends     *sendTracker
 }
 
 func (e *env) close() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
+	if e.Env != nil {
+		_ = e.Env.Close()
 	}
 }
 
@@ -276,60 +257,13 @@ func Run(ctx context.Context, s Scenario) (*Report, error) {
 // start brings up the stand-ins, the fault injectors and the relay. The
 // returned env is to be closed even with an error.
 func start(ctx context.Context, s Scenario) (*env, error) {
-	e := &env{metrics: telemetry.NewMetrics()}
-	dir := s.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "mailrelay-incident-")
-		if err != nil {
-			return e, fmt.Errorf("incident: %w", err)
-		}
-		dir = tmp
-		e.cleanups = append(e.cleanups, func() { os.RemoveAll(tmp) })
-	}
-
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		return e, fmt.Errorf("incident: %w", err)
-	}
-	prefix, closeCert := signer.Serve()
-	e.signer = signer
-	e.cleanups = append(e.cleanups, closeCert)
-
-	s3, err := fakes.NewS3()
-	if err != nil {
-		return e, fmt.Errorf("incident: %w", err)
-	}
-	e.s3 = s3
-	e.cleanups = append(e.cleanups, s3.Close)
-	s3URL, err := url.Parse(s3.URL())
-	if err != nil {
-		return e, fmt.Errorf("incident: s3 url: %w", err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(s3URL)
-	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}
-	proxy.ErrorLog = log.New(io.Discard, "", 0)
-	if e.s3f, err = startFaultServer(newInjector(TargetS3, s.Faults, proxy)); err != nil {
-		return e, fmt.Errorf("incident: %w", err)
-	}
-	e.cleanups = append(e.cleanups, e.s3f.close)
-
-	e.sends = newSendTracker()
-	e.ses = fakes.NewSES(fakes.SESOptions{OnSend: e.sends.observe})
-	if e.sesf, err = startFaultServer(newInjector(TargetSES, s.Faults, e.ses)); err != nil {
-		return e, fmt.Errorf("incident: %w", err)
-	}
-	e.cleanups = append(e.cleanups, e.sesf.close)
-
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		return e, fmt.Errorf("incident: %w", err)
-	}
-	args := []string{
-		"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--admin-listen", "",
-		"--sns-topic-arns", topicARN, "--sns-cert-url-prefixes", prefix,
-		"--spool-dir", filepath.Join(dir, "spool"), "--aliases-file", aliasFile,
-	}
 	rs := s.Relay
+	e := &env{
+		metrics: telemetry.NewMetrics(),
+		sends:   newSendTracker(),
+		breaker: awsclient.BreakerSettings{Failures: rs.BreakerFailures, OpenTimeout: rs.BreakerOpenTimeout},
+	}
+	args := []string{"--admin-listen", ""}
 	for _, a := range []struct {
 		flag string
 		set  bool
@@ -349,55 +283,50 @@ func start(ctx context.Context, s Scenario) (*env, error) {
 			args = append(args, "--"+a.flag, a.val)
 		}
 	}
-	args = append(args, rs.Args...)
-	cfg, err := config.Load(args, func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		return e, fmt.Errorf("incident: relay settings: %w", err)
-	}
-	e.cfg = cfg
-	e.breaker = awsclient.BreakerSettings{Failures: rs.BreakerFailures, OpenTimeout: rs.BreakerOpenTimeout}
-
-	logger := s.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	ready := make(chan *relay.Relay, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- relay.Serve(rctx, cfg, relay.Deps{
-			Logger:  logger,
-			Metrics: e.metrics,
-			AWS: &awsclient.Options{
-				AWSConfig: &aws.Config{
-					Region:      "us-east-1",
-					Credentials: credentials.NewStaticCredentialsProvider("incident", "incident", ""),
-				},
-				S3Endpoint:  e.s3f.url,
-				SESEndpoint: e.sesf.url,
-				Breaker:     e.breaker,
-			},
-			Ready: func(r *relay.Relay) { ready <- r },
-		})
-	}()
-	e.cleanups = append(e.cleanups, func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
-			logger.Error("incident: relay did not stop in time")
-		}
+	env, err := relaytest.NewEnv(relaytest.Options{
+		Dir:      s.Dir,
+		TopicARN: topicARN,
+		Bucket:   bucket,
+		Args:     append(args, rs.Args...),
+		SES:      fakes.SESOptions{OnSend: e.sends.observe},
+		// S3 through a reverse proxy behind the injector; SES is a
+		// handler, served by the injector's server directly.
+		FrontS3: func(s3 *fakes.S3) (string, func(), error) {
+			s3URL, err := url.Parse(s3.URL())
+			if err != nil {
+				return "", nil, fmt.Errorf("s3 url: %w", err)
+			}
+			proxy := httputil.NewSingleHostReverseProxy(s3URL)
+			proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}
+			proxy.ErrorLog = log.New(io.Discard, "", 0)
+			return e.front(&e.s3f, newInjector(TargetS3, s.Faults, proxy))
+		},
+		FrontSES: func(ses *fakes.SES) (string, func(), error) {
+			return e.front(&e.sesf, newInjector(TargetSES, s.Faults, ses))
+		},
+		Breaker:      e.breaker,
+		Logger:       s.Logger,
+		Metrics:      e.metrics,
+		StartTimeout: 30 * time.Second,
 	})
-	select {
-	case e.relay = <-ready:
-	case err := <-done:
-		return e, fmt.Errorf("incident: relay did not start: %w", err)
-	case <-time.After(30 * time.Second):
-		return e, errors.New("incident: relay did not start in 30s")
-	case <-ctx.Done():
-		return e, fmt.Errorf("incident: %w", ctx.Err())
+	if err != nil {
+		return e, fmt.Errorf("incident: %w", err)
+	}
+	e.Env = env
+	if err := env.Start(ctx); err != nil {
+		return e, fmt.Errorf("incident: %w", err)
 	}
 	return e, nil
+}
+
+// front starts a fault server for in, kept in *f.
+func (e *env) front(f **faultServer, in *injector) (string, func(), error) {
+	fs, err := startFaultServer(in)
+	if err != nil {
+		return "", nil, err
+	}
+	*f = fs
+	return fs.url, fs.close, nil
 }
 
 // waitDrained waits until the spool is empty and every copy of every
@@ -408,7 +337,7 @@ func waitDrained(ctx context.Context, e *env, gen *generator, timeout time.Durat
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if e.relay.Spool.Stats().Messages == 0 && e.sends.missing(gen.expected()) == 0 {
+		if e.Relay.Spool.Stats().Messages == 0 && e.sends.missing(gen.expected()) == 0 {
 			return true, time.Since(gen.t0)
 		}
 		if time.Now().After(deadline) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,7 +70,7 @@ func newGenerator(s Scenario, e *env) *generator {
 				IdleConnTimeout:     30 * time.Second,
 			},
 		},
-		url:   "http://" + e.relay.InboundAddr + "/sns",
+		url:   "http://" + e.Relay.InboundAddr + "/sns",
 		runID: newRunID(),
 		sem:   make(chan struct{}, s.MaxInFlight),
 		mails: make([]mailState, s.notifications()),
@@ -121,12 +120,10 @@ func (g *generator) prepareOne(i int) error {
 		recipients = append(recipients, "news@relay.example.com")
 	}
 	sesID := "ses-" + m.token
-	key := "inbound/" + sesID
-	if err := g.e.s3.Put(bucket, key, mailBytes(m.token, recipients)); err != nil {
+	if err := g.e.Put(sesID, mailBytes(m.token, recipients)); err != nil {
 		return fmt.Errorf("incident: storing mail %d: %w", i, err)
 	}
-	g.bodies[i] = g.e.signer.Notification(topicARN, "sns-"+m.token, "Amazon SES Email Receipt Notification",
-		receivedS3(sesID, key, recipients), "2")
+	g.bodies[i] = g.e.Sign("sns-"+m.token, g.e.Received(sesID, recipients...))
 	return nil
 }
 
@@ -244,25 +241,6 @@ func mailBytes(token string, recipients []string) []byte {
 		"Replay of incident 004, mail " + token + ".\r\n")
 }
 
-// receivedS3 is an SES "Received" notification for a mail stored in S3.
-func receivedS3(sesID, key string, recipients []string) string {
-	pass := map[string]string{"status": "PASS"}
-	n := map[string]any{
-		"notificationType": "Received",
-		"mail": map[string]any{
-			"timestamp": "2026-11-23T10:00:00.000Z", "source": "dora@example.net",
-			"messageId": sesID, "destination": recipients,
-		},
-		"receipt": map[string]any{
-			"timestamp": "2026-11-23T10:00:00.000Z", "recipients": recipients,
-			"spamVerdict": pass, "virusVerdict": pass, "spfVerdict": pass, "dkimVerdict": pass, "dmarcVerdict": pass,
-			"action": map[string]any{"type": "S3", "topicArn": topicARN, "bucketName": bucket, "objectKey": key},
-		},
-	}
-	b, _ := json.Marshal(n)
-	return string(b)
-}
-
 // copyKey identifies one forwarded copy: the mail's token and the sorted
 // envelope destinations.
 func copyKey(token, dest string) string { return token + "|" + dest }
@@ -374,7 +352,7 @@ func startMonitors(e *env) *monitors {
 	breakers.MustRegister(e.metrics.BreakerState)
 	for _, path := range []string{"/livez", "/readyz"} {
 		m.wg.Add(1)
-		go m.probeLoop("http://" + e.relay.HealthAddr + path)
+		go m.probeLoop("http://" + e.Relay.HealthAddr + path)
 	}
 	m.wg.Add(2)
 	go m.pollLoop(breakers)
@@ -437,7 +415,7 @@ func (m *monitors) pollLoop(breakers *prometheus.Registry) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		s := sample{at: m.since(time.Now()), queue: m.e.relay.Spool.Stats().Messages, breakers: map[string]int{}}
+		s := sample{at: m.since(time.Now()), queue: m.e.Relay.Spool.Stats().Messages, breakers: map[string]int{}}
 		if mfs, err := breakers.Gather(); err == nil {
 			for _, mf := range mfs {
 				for _, metric := range mf.GetMetric() {

@@ -182,7 +182,7 @@ func latencyOf(d []time.Duration) Latency {
 
 // buildReport computes the report from everything recorded.
 func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, loadEnd time.Duration, drained bool, drainAt time.Duration) *Report {
-	cfg := e.cfg
+	cfg := e.Config
 	r := &Report{
 		Rate: s.Rate, Duration: s.Duration, Faults: s.Faults,
 		Relay: RelaySettings{
@@ -198,7 +198,7 @@ func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, 
 		Skipped:       int(g.skipped.Load()),
 		FaultEnd:      s.faultEnd(),
 		Drained:       drained,
-		DeadLetters:   e.relay.Spool.Stats().DeadLetters,
+		DeadLetters:   e.Relay.Spool.Stats().DeadLetters,
 		S3Requests:    e.s3f.requests.Load(),
 		SESRequests:   e.sesf.requests.Load(),
 	}
@@ -309,7 +309,7 @@ func buildReport(s Scenario, e *env, g *generator, mon *monitors, t0 time.Time, 
 	expected := g.expected()
 	counts := map[string]int{}
 	first := map[string]time.Duration{}
-	for _, sent := range e.ses.Sent() {
+	for _, sent := range e.SES.Sent() {
 		r.Forwarded++
 		k := sentCopy(sent)
 		counts[k]++

@@ -1,7 +1,9 @@
 // Package devstack is the local playground behind `mailrelay dev`: the real
 // relay (relay.Serve) wired to in-process stand-ins for its AWS
 // dependencies, so a newcomer can watch a mail go through with one command
-// and nothing but Go installed.
+// and nothing but Go installed. The relay and the stand-ins are a
+// relaytest.Env; the playground adds persistence, the control server and
+// tracking of where each mail went.
 //
 //   - S3 is fakes.S3 (gofakes3, in memory). Every mail pushed is also kept
 //     as <Dir>/inbound/<ses-id>.eml and loaded again on the next start, so
@@ -19,15 +21,12 @@
 package devstack
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -36,16 +35,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
-	"github.com/mailrelay/mailrelay/awsclient"
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 )
@@ -55,9 +49,6 @@ const (
 	TopicARN = "arn:aws:sns:us-east-1:000000000000:mailrelay-dev-inbound"
 	Bucket   = "mailrelay-dev-inbound"
 	Region   = "us-east-1"
-	// keyPrefix is the S3 action's object key prefix; keys are
-	// keyPrefix + SES message id, as SES names them.
-	keyPrefix = "inbound/"
 	// SampleName is the bundled sample's name in messages to the user.
 	SampleName = "sample.eml"
 )
@@ -128,18 +119,12 @@ type Stack struct {
 	Sample *SendResult
 
 	log     *slog.Logger
-	signer  *snstest.Signer
-	s3      *fakes.S3
-	ses     *fakes.SES
+	env     *relaytest.Env // the relay, the stand-ins and the signer
 	track   *tracker
-	http    *http.Client
 	control *http.Server
 
-	stop context.CancelFunc
 	done chan struct{}
 	err  error // relay.Serve's, valid once done is closed
-
-	closeOnce sync.Once
 }
 
 // SendResult is the acknowledgement of one mail pushed through the relay.
@@ -179,14 +164,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return nil, fmt.Errorf("dev dir: %w", err)
 	}
 	st = &Stack{
-		Dir:         dir,
-		AliasesFile: filepath.Join(dir, "aliases.yaml"),
-		SpoolDir:    filepath.Join(dir, "spool"),
-		InboundDir:  filepath.Join(dir, "inbound"),
-		OutboxDir:   filepath.Join(dir, "outbox"),
-		log:         opts.Logger,
-		http:        &http.Client{Timeout: 30 * time.Second},
-		done:        make(chan struct{}),
+		Dir:        dir,
+		InboundDir: filepath.Join(dir, "inbound"),
+		OutboxDir:  filepath.Join(dir, "outbox"),
+		log:        opts.Logger,
+		done:       make(chan struct{}),
 	}
 	_, statErr := os.Stat(st.OutboxDir)
 	fresh := errors.Is(statErr, fs.ErrNotExist)
@@ -195,92 +177,47 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			return nil, fmt.Errorf("dev dir: %w", err)
 		}
 	}
-	if err := writeIfAbsent(st.AliasesFile, []byte(DefaultAliases)); err != nil {
+
+	// The relay and its stand-ins: relaytest's, with the playground's
+	// names, listeners and pace, every copy sent kept in the outbox.
+	st.track = newTracker(st.OutboxDir)
+	st.env, err = relaytest.NewEnv(relaytest.Options{
+		Dir:      dir,
+		Aliases:  DefaultAliases,
+		TopicARN: TopicARN,
+		Bucket:   Bucket,
+		Args: append([]string{
+			"--listen", opts.Listen, "--health-listen", opts.HealthListen, "--admin-listen", opts.AdminListen,
+			"--workers", "4", "--retry-min", "500ms", "--retry-max", "10s",
+			"--s3-timeout", "5s", "--ses-timeout", "5s", "--shutdown-timeout", "5s",
+			"--delete-s3-objects=true",
+		}, opts.RelayArgs...),
+		S3Addr:  opts.S3Addr,
+		SESAddr: opts.SESAddr,
+		SES:     fakes.SESOptions{EMLDir: st.OutboxDir, OnSend: st.track.observe},
+		Logger:  st.log,
+	})
+	if err != nil {
 		return nil, err
 	}
-
 	// Undo whatever was started if a later step fails.
-	var cleanups []func()
 	defer func() {
 		if err != nil {
-			slices.Reverse(cleanups)
-			for _, c := range cleanups {
-				c()
+			if st.control != nil {
+				_ = st.control.Close()
 			}
+			_ = st.env.Close()
 		}
 	}()
-
-	if st.signer, err = snstest.NewSigner(); err != nil {
-		return nil, fmt.Errorf("sns signer: %w", err)
-	}
-	certPrefix, closeCert := st.signer.Serve()
-	cleanups = append(cleanups, closeCert)
-
-	if st.s3, err = fakes.NewS3On(opts.S3Addr); err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, st.s3.Close)
+	st.AliasesFile, st.SpoolDir = st.env.AliasesFile, st.env.Config.SpoolDir
+	st.S3URL, st.SESURL = st.env.S3.URL(), st.env.SES.URL()
 	if err := st.loadInbound(); err != nil {
 		return nil, err
 	}
-
-	st.track = newTracker(st.OutboxDir)
-	st.ses = fakes.NewSES(fakes.SESOptions{EMLDir: st.OutboxDir, OnSend: st.track.observe})
-	if err := st.ses.Start(opts.SESAddr); err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, st.ses.Close)
-	st.S3URL, st.SESURL = st.s3.URL(), st.ses.URL()
-
-	args := []string{
-		"--listen", opts.Listen, "--health-listen", opts.HealthListen, "--admin-listen", opts.AdminListen,
-		"--sns-topic-arns", TopicARN, "--sns-cert-url-prefixes", certPrefix,
-		"--spool-dir", st.SpoolDir, "--aliases-file", st.AliasesFile,
-		"--workers", "4", "--retry-min", "500ms", "--retry-max", "10s",
-		"--s3-timeout", "5s", "--ses-timeout", "5s", "--shutdown-timeout", "5s",
-		"--delete-s3-objects=true",
-	}
-	var usage bytes.Buffer
-	cfg, err := config.Load(append(args, opts.RelayArgs...), func(string) (string, bool) { return "", false }, &usage)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, fmt.Errorf("relay flags:\n%s", usage.String())
-		}
-		return nil, fmt.Errorf("relay flags: %w", err)
-	}
-
-	rctx, stop := context.WithCancel(ctx)
-	st.stop = stop
-	ready := make(chan *relay.Relay, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- relay.Serve(rctx, cfg, relay.Deps{
-			Logger: st.log,
-			AWS: &awsclient.Options{
-				AWSConfig: &aws.Config{
-					Region:      Region,
-					Credentials: credentials.NewStaticCredentialsProvider("dev", "dev", ""),
-				},
-				S3Endpoint:  st.S3URL,
-				SESEndpoint: st.SESURL,
-			},
-			Ready: func(r *relay.Relay) { ready <- r },
-		})
-	}()
-	waitServed := func() {
-		stop()
-		<-served // Serve is bounded by cfg.ShutdownTimeout
-	}
-	select {
-	case st.Relay = <-ready:
-	case err := <-served:
-		stop()
+	if err := st.env.Start(ctx); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
-	case <-ctx.Done():
-		waitServed()
-		return nil, ctx.Err()
 	}
-	cleanups = append(cleanups, waitServed)
+	st.Relay = st.env.Relay
 
 	ln, err := net.Listen("tcp", opts.ControlAddr)
 	if err != nil {
@@ -293,7 +230,6 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			st.log.Error("control server stopped", "err", err)
 		}
 	}()
-	cleanups = append(cleanups, func() { _ = st.control.Close() })
 
 	if fresh && !opts.NoSample {
 		res, err := st.Send(ctx, Sample(), nil)
@@ -303,15 +239,15 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		st.Sample = &res
 	}
 
-	// Once the relay has drained, stop the rest: nothing needs them.
+	// The relay runs until ctx ends or Close; once it has drained, stop the
+	// rest: nothing needs them.
+	context.AfterFunc(ctx, st.env.Stop)
 	go func() {
-		st.err = <-served
+		<-st.env.Served()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = st.control.Shutdown(sctx)
-		st.ses.Close()
-		st.s3.Close()
-		closeCert()
+		st.err = st.env.Close()
 		close(st.done)
 	}()
 	return st, nil
@@ -351,26 +287,6 @@ func checkLoopback(addr string) error {
 	return nil
 }
 
-// writeIfAbsent creates path with data unless it exists.
-func writeIfAbsent(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // writeAtomic writes data to path through a temporary file and a rename.
 func writeAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
@@ -406,7 +322,7 @@ func (st *Stack) loadInbound() error {
 		if err != nil {
 			return fmt.Errorf("reading kept mail: %w", err)
 		}
-		if err := st.s3.Put(Bucket, keyPrefix+strings.TrimSuffix(name, ".eml"), data); err != nil {
+		if err := st.env.Put(strings.TrimSuffix(name, ".eml"), data); err != nil {
 			return err
 		}
 	}
@@ -416,7 +332,7 @@ func (st *Stack) loadInbound() error {
 // Close stops the playground and waits until the relay has drained and
 // every stand-in is closed. It returns relay.Serve's error.
 func (st *Stack) Close() error {
-	st.closeOnce.Do(st.stop)
+	st.env.Stop()
 	return st.Wait()
 }
 
@@ -474,13 +390,13 @@ func (st *Stack) Send(ctx context.Context, raw []byte, recipients []string) (Sen
 		SNSMessageID: snstest.NewMessageID(),
 		Recipients:   recipients,
 	}
-	res.ObjectKey = keyPrefix + res.SESMessageID
+	res.ObjectKey = relaytest.Key(res.SESMessageID)
 
 	// As SES: the object first, then the notification.
 	if err := writeAtomic(filepath.Join(st.InboundDir, res.SESMessageID+".eml"), raw); err != nil {
 		return SendResult{}, fmt.Errorf("keeping the mail: %w", err)
 	}
-	if err := st.s3.Put(Bucket, res.ObjectKey, raw); err != nil {
+	if err := st.env.Put(res.SESMessageID, raw); err != nil {
 		return SendResult{}, err
 	}
 	rec := &record{
@@ -493,9 +409,8 @@ func (st *Stack) Send(ctx context.Context, raw []byte, recipients []string) (Sen
 	}
 	st.track.add(rec)
 
-	note := notification(m, res.SESMessageID, TopicARN, Bucket, res.ObjectKey, recipients, time.Now())
-	body := st.signer.Notification(TopicARN, res.SNSMessageID, "Amazon SES Email Receipt Notification", string(note), "2")
-	code, answer, err := st.deliver(ctx, res.SNSMessageID, body)
+	note := notification(raw, res.SESMessageID, recipients, time.Now())
+	code, answer, err := st.env.Post(ctx, st.env.Sign(res.SNSMessageID, note))
 	if err != nil {
 		return SendResult{}, err
 	}
@@ -507,28 +422,6 @@ func (st *Stack) Send(ctx context.Context, raw []byte, recipients []string) (Sen
 	st.log.Debug("delivered to the relay", "ses_message_id", res.SESMessageID, "sns_message_id", res.SNSMessageID,
 		"recipients", recipients, "answer", code)
 	return res, nil
-}
-
-// deliver POSTs a signed notification to the relay's /sns with the
-// headers SNS sends.
-func (st *Stack) deliver(ctx context.Context, snsID string, body []byte) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+st.Relay.InboundAddr+"/sns", bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=UTF-8")
-	req.Header.Set("User-Agent", "Amazon Simple Notification Service Agent")
-	req.Header.Set("x-amz-sns-message-type", "Notification")
-	req.Header.Set("x-amz-sns-message-id", snsID)
-	req.Header.Set("x-amz-sns-topic-arn", TopicARN)
-	req.Header.Set("x-amz-sns-subscription-arn", TopicARN+":00000000-0000-4000-8000-000000000000")
-	resp, err := st.http.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("delivering to the relay: %w", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 
 // ErrUnknownMail is returned by Status for an id this playground did not
@@ -558,7 +451,7 @@ func (st *Stack) Status(sesID string) (Status, error) {
 	}
 	// The relay deletes the object once a mail is forwarded or dropped,
 	// after every copy was sent.
-	if r.finished || !st.s3.Has(Bucket, r.key) {
+	if r.finished || !st.env.S3.Has(Bucket, r.key) {
 		st.track.markFinished(sesID)
 		if r2, _ := st.track.get(sesID); len(r2.copies) > 0 {
 			s.State, s.Copies = StateForwarded, r2.copies

@@ -213,7 +213,7 @@ func TestMultipartThroughControl(t *testing.T) {
 	if subj, _ := h.Subject(); subj != "Invoice" || h.Get("To") != "shop+orders@relay.example.com, friend@example.org" {
 		t.Errorf("kept headers changed: Subject %q To %q", subj, h.Get("To"))
 	}
-	if st.s3.Has(Bucket, res.ObjectKey) {
+	if st.env.S3.Has(Bucket, res.ObjectKey) {
 		t.Error("S3 object not deleted after forwarding")
 	}
 
@@ -261,11 +261,11 @@ func TestGarbageDeadLettered(t *testing.T) {
 	if len(items) != 1 || items[0].ID != res.SNSMessageID || !strings.Contains(items[0].Reason, "no header/body separator") {
 		t.Fatalf("admin API lists %+v, want the garbage with its reason", items)
 	}
-	kept, err := st.s3.Get(Bucket, res.ObjectKey)
+	kept, err := st.env.S3.Get(Bucket, res.ObjectKey)
 	if err != nil || !bytes.Equal(kept, garbage) {
 		t.Errorf("the mail's bytes are not kept in the bucket: %q (%v)", kept, err)
 	}
-	if n := len(st.ses.Sent()); n != 0 {
+	if n := len(st.env.SES.Sent()); n != 0 {
 		t.Errorf("garbage produced %d sends", n)
 	}
 }
@@ -298,7 +298,7 @@ func TestUnknownAliasDropped(t *testing.T) {
 		t.Fatalf("status %+v, want dropped", s)
 	}
 	waitMetric(t, st, `mailrelay_messages_total{outcome="dropped",reason="unknown_alias"} 1`+"\n")
-	if n := len(st.ses.Sent()); n != 0 {
+	if n := len(st.env.SES.Sent()); n != 0 {
 		t.Errorf("dropped mail produced %d sends", n)
 	}
 }
@@ -357,7 +357,7 @@ func TestRestartResumes(t *testing.T) {
 	for i := range errs {
 		errs[i] = fakes.ErrThrottling
 	}
-	st.ses.Fail(errs...)
+	st.env.SES.Fail(errs...)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	raw := []byte("From: a@example.net\r\nTo: shop@relay.example.com\r\nMessage-ID: <resume@example.net>\r\n\r\nstill here\r\n")
@@ -382,13 +382,13 @@ func TestRestartResumes(t *testing.T) {
 		t.Error("sample pushed again on an existing dir")
 	}
 	deadline := time.Now().Add(wait)
-	for len(st2.ses.Sent()) == 0 {
+	for len(st2.env.SES.Sent()) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the spooled mail was not forwarded after the restart")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	sent := st2.ses.Sent()[0]
+	sent := st2.env.SES.Sent()[0]
 	if !bytes.Equal(bodyOf(t, sent.Raw), []byte("still here\r\n")) {
 		t.Errorf("forwarded %q", sent.Raw)
 	}

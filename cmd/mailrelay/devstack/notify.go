@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
@@ -88,109 +87,17 @@ func (m parsedMail) messageID() string {
 	return strings.TrimSpace(m.header.Get("Message-Id"))
 }
 
-// received is an SES "Received" notification for a mail stored by the S3
-// action, shaped as SES sends it (sesnotify/testdata/received_s3.json).
-type received struct {
-	NotificationType string `json:"notificationType"`
-	Mail             struct {
-		Timestamp        string                  `json:"timestamp"`
-		Source           string                  `json:"source"`
-		MessageID        string                  `json:"messageId"`
-		Destination      []string                `json:"destination"`
-		HeadersTruncated bool                    `json:"headersTruncated"`
-		Headers          []sesnotify.Header      `json:"headers"`
-		CommonHeaders    sesnotify.CommonHeaders `json:"commonHeaders"`
-	} `json:"mail"`
-	Receipt struct {
-		Timestamp            string            `json:"timestamp"`
-		ProcessingTimeMillis string            `json:"processingTimeMillis"`
-		Recipients           []string          `json:"recipients"`
-		SpamVerdict          sesnotify.Verdict `json:"spamVerdict"`
-		VirusVerdict         sesnotify.Verdict `json:"virusVerdict"`
-		SPFVerdict           sesnotify.Verdict `json:"spfVerdict"`
-		DKIMVerdict          sesnotify.Verdict `json:"dkimVerdict"`
-		DMARCVerdict         sesnotify.Verdict `json:"dmarcVerdict"`
-		Action               struct {
-			Type            string `json:"type"`
-			TopicArn        string `json:"topicArn"`
-			BucketName      string `json:"bucketName"`
-			ObjectKeyPrefix string `json:"objectKeyPrefix"`
-			ObjectKey       string `json:"objectKey"`
-		} `json:"action"`
-	} `json:"receipt"`
-}
-
-// maxListedHeaders caps mail.headers, as SES truncates (headersTruncated).
-const maxListedHeaders = 100
-
-// notification builds the JSON of the Received notification SES would
-// publish for m, stored at bucket/key, received for recipients at now.
-// Every sesnotify.Verdict is PASS.
-func notification(m parsedMail, sesID, topicARN, bucket, key string, recipients []string, now time.Time) []byte {
-	var n received
-	ts := snstest.Timestamp(now)
-	n.NotificationType = "Received"
-	n.Mail.Timestamp = ts
-	n.Mail.MessageID = sesID
-	n.Mail.Destination = recipients
+// notification is the Received notification SES would publish for raw,
+// stored by the S3 action under relaytest.Key(sesID) and received for
+// recipients at now: every verdict PASS, the mail's source and headers
+// filled in (unknown@sender.invalid as the source of a mail without
+// Return-Path or From).
+func notification(raw []byte, sesID string, recipients []string, now time.Time) *sesnotify.Notification {
+	n := sesnotify.Received(sesID, now, recipients, sesnotify.S3Action(TopicARN, Bucket, relaytest.Key(sesID))).Pass()
+	n.Receipt.Action.ObjectKeyPrefix = relaytest.KeyPrefix
+	n.Receipt.ProcessingTimeMillis = "1"
 	n.Mail.Source = "unknown@sender.invalid"
-	if from := m.addresses("From"); len(from) > 0 {
-		n.Mail.Source = from[0].Address
-	}
-	if rp := m.addresses("Return-Path"); len(rp) > 0 {
-		n.Mail.Source = rp[0].Address
-		n.Mail.CommonHeaders.ReturnPath = rp[0].Address
-	}
-	n.Mail.Headers = []sesnotify.Header{}
-	if m.ok {
-		for f := m.header.Fields(); f.Next(); {
-			if len(n.Mail.Headers) == maxListedHeaders {
-				n.Mail.HeadersTruncated = true
-				break
-			}
-			n.Mail.Headers = append(n.Mail.Headers, sesnotify.Header{Name: f.Key(), Value: strings.TrimSpace(f.Value())})
-		}
-		c := &n.Mail.CommonHeaders
-		c.From = formatAddresses(m.addresses("From"))
-		c.ReplyTo = formatAddresses(m.addresses("Reply-To"))
-		c.To = formatAddresses(m.addresses("To"))
-		c.Cc = formatAddresses(m.addresses("Cc"))
-		c.Date = strings.TrimSpace(m.header.Get("Date"))
-		c.MessageID = m.messageID()
-		if s, err := m.header.Subject(); err == nil {
-			c.Subject = s
-		} else {
-			c.Subject = m.header.Get("Subject")
-		}
-	}
-
-	r := &n.Receipt
-	r.Timestamp = ts
-	r.ProcessingTimeMillis = "1"
-	r.Recipients = recipients
-	pass := sesnotify.Verdict{Status: "PASS"}
-	r.SpamVerdict, r.VirusVerdict, r.SPFVerdict, r.DKIMVerdict, r.DMARCVerdict = pass, pass, pass, pass, pass
-	r.Action.Type = "S3"
-	r.Action.TopicArn = topicARN
-	r.Action.BucketName = bucket
-	r.Action.ObjectKeyPrefix = keyPrefix
-	r.Action.ObjectKey = key
-	b, err := json.Marshal(n)
-	if err != nil {
-		panic("devstack: marshal notification: " + err.Error()) // only strings and slices: cannot fail
-	}
-	return b
-}
-
-func formatAddresses(l []*mail.Address) []string {
-	out := make([]string, 0, len(l))
-	for _, a := range l {
-		out = append(out, a.String())
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return n.SetMail(raw)
 }
 
 // normAddress lower-cases addr and strips a +tag from its local part, as

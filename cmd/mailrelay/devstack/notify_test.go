@@ -44,7 +44,7 @@ func TestNotificationShape(t *testing.T) {
 		"To: shop@relay.example.com, x@elsewhere.example\r\nCc: \"Bob\" <bob@relay.example.com>\r\n" +
 		"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.net>\r\n\r\nhi\r\n")
 	rcpts := []string{"shop@relay.example.com"}
-	b := notification(parseMail(raw), "ses-1", TopicARN, Bucket, "inbound/ses-1", rcpts, time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	b := notification(raw, "ses-1", rcpts, time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)).JSON()
 	n, err := sesnotify.Parse(b)
 	if err != nil {
 		t.Fatalf("sesnotify.Parse: %v\n%s", err, b)
@@ -95,7 +95,7 @@ func equal(a, b any) bool {
 }
 
 func TestNotificationOfGarbage(t *testing.T) {
-	b := notification(parseMail([]byte("no header separator at all")), "ses-2", TopicARN, Bucket, "inbound/ses-2", []string{"a@relay.example.com"}, time.Now())
+	b := notification([]byte("no header separator at all"), "ses-2", []string{"a@relay.example.com"}, time.Now()).JSON()
 	n, err := sesnotify.Parse(b)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func FuzzNotification(f *testing.F) {
 			t.Fatal("parsed a mail without a separator")
 		}
 		rcpts := []string{"shop@relay.example.com"}
-		n, err := sesnotify.Parse(notification(m, "id", TopicARN, Bucket, "inbound/id", rcpts, time.Now()))
+		n, err := sesnotify.Parse(notification(raw, "id", rcpts, time.Now()).JSON())
 		if err != nil {
 			t.Fatalf("relay would refuse the notification: %v", err)
 		}

@@ -1,9 +1,8 @@
-package relay
+package relay_test
 
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,25 +11,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 // receivedInline is an SES "Received" notification carrying the mail itself
 // (the SNS action), so the intake benchmark needs no S3 objects.
 func receivedInline(sesID string, mail []byte, recipients []string) string {
-	n := map[string]any{
-		"notificationType": "Received",
-		"mail":             map[string]any{"timestamp": "2026-11-23T10:00:00.000Z", "source": "dora@example.net", "messageId": sesID, "destination": recipients},
-		"receipt": map[string]any{
-			"timestamp": "2026-11-23T10:00:00.000Z", "recipients": recipients,
-			"spamVerdict": map[string]string{"status": "PASS"}, "virusVerdict": map[string]string{"status": "PASS"},
-			"spfVerdict": map[string]string{"status": "PASS"}, "dkimVerdict": map[string]string{"status": "PASS"},
-			"dmarcVerdict": map[string]string{"status": "PASS"},
-			"action":       map[string]any{"type": "SNS", "topicArn": testTopic, "encoding": "BASE64"},
-		},
-		"content": base64.StdEncoding.EncodeToString(mail),
-	}
-	b, _ := json.Marshal(n)
-	return string(b)
+	n := sesnotify.Received(sesID, time.Now(), recipients,
+		sesnotify.Action{Type: sesnotify.ActionSNS, TopicArn: testTopic, Encoding: sesnotify.EncodingBase64}).Pass()
+	n.Content = base64.StdEncoding.EncodeToString(mail)
+	return string(n.JSON())
 }
 
 // BenchmarkIntake measures acknowledgements through the real relay: signed
@@ -45,11 +36,11 @@ func BenchmarkIntake(b *testing.B) {
 			bodies := make([][]byte, b.N)
 			for i := range bodies {
 				id := fmt.Sprintf("bench-%d-%d", senders, i)
-				bodies[i] = h.signer.Notification(testTopic, id, "Amazon SES Email Receipt Notification",
+				bodies[i] = h.Signer.Notification(testTopic, id, "Amazon SES Email Receipt Notification",
 					receivedInline("ses-"+id, testMail(i), []string{"shop@relay.example.com"}), "2")
 			}
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, MaxConnsPerHost: senders}}
-			url := "http://" + h.relay.InboundAddr + "/sns"
+			url := "http://" + h.Relay.InboundAddr + "/sns"
 			lat := make([]time.Duration, b.N)
 			var next atomic.Int64
 			var failed atomic.Int64

@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"bytes"
@@ -57,11 +57,11 @@ func TestCorpusThroughRelay(t *testing.T) {
 		if strings.HasPrefix(name, "malformed") {
 			malformed++
 		}
-		h.deliver("sns-"+sesID, sesID, mails[name], "shop@relay.example.com")
+		h.Deliver("sns-"+sesID, sesID, mails[name], "shop@relay.example.com")
 	}
 	want := len(names) - malformed
-	sent := h.waitSent(want)
-	waitFor(t, "spool drained", func() bool { return h.relay.Spool.Stats().Messages == 0 })
+	sent := h.WaitSent(want)
+	waitFor(t, "spool drained", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
 
 	// Match each forwarded copy to its source by the body (unique per file).
 	forwarded := map[string]bool{}
@@ -104,7 +104,7 @@ func TestCorpusThroughRelay(t *testing.T) {
 			t.Errorf("%s was not forwarded", name)
 		}
 	}
-	items, err := (&admin.Client{BaseURL: "http://" + h.relay.AdminAddr}).List(context.Background(), 100)
+	items, err := (&admin.Client{BaseURL: "http://" + h.Relay.AdminAddr}).List(context.Background(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}

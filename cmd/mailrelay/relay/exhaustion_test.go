@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"bytes"
@@ -115,8 +115,8 @@ func closeAll(conns []net.Conn) {
 // signed delivery is acknowledged.
 func TestSlowloris(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.InboundMaxConns = exhaustMaxConns })
-	p := startProber(h.relay.HealthAddr)
-	conns := dialAll(t, h.relay.InboundAddr, exhaustMaxConns)
+	p := startProber(h.Relay.HealthAddr)
+	conns := dialAll(t, h.Relay.InboundAddr, exhaustMaxConns)
 	start := time.Now()
 	header := []byte("POST /sns HTTP/1.1\r\nHost: relay\r\nContent-Type: text/plain\r\nX-Slow: ")
 
@@ -163,8 +163,8 @@ func TestSlowloris(t *testing.T) {
 		}
 	}
 	closeAll(conns)
-	h.deliver("after-slowloris", "ses-after-slowloris", testMail(1), "shop@relay.example.com")
-	h.waitSent(1)
+	h.Deliver("after-slowloris", "ses-after-slowloris", testMail(1), "shop@relay.example.com")
+	h.WaitSent(1)
 }
 
 // TestConnectionFlood: four times the inbound limit of idle connections
@@ -172,14 +172,14 @@ func TestSlowloris(t *testing.T) {
 // go away a real signed delivery is acknowledged and forwarded.
 func TestConnectionFlood(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.InboundMaxConns = exhaustMaxConns })
-	p := startProber(h.relay.HealthAddr)
-	conns := dialAll(t, h.relay.InboundAddr, 4*exhaustMaxConns)
+	p := startProber(h.Relay.HealthAddr)
+	conns := dialAll(t, h.Relay.InboundAddr, 4*exhaustMaxConns)
 
 	// While the flood holds every slot, a delivery waits for one (it is
 	// not refused, and it does not touch health). Give it a short budget.
 	client := &http.Client{Timeout: 500 * time.Millisecond}
-	body := h.signer.Notification(testTopic, "flood", "", receivedS3("ses-flood", "inbound/ses-flood", []string{"shop@relay.example.com"}, nil), "2")
-	if resp, err := client.Post("http://"+h.relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body)); err == nil {
+	body := h.Signer.Notification(testTopic, "flood", "", receivedS3(h, "ses-flood", "shop@relay.example.com"), "2")
+	if resp, err := client.Post("http://"+h.Relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body)); err == nil {
 		resp.Body.Close()
 		t.Logf("delivery during the flood answered %d", resp.StatusCode)
 	}
@@ -187,14 +187,14 @@ func TestConnectionFlood(t *testing.T) {
 	p.stop(t)
 	closeAll(conns)
 
-	if err := h.s3.Put(testBucket, "inbound/ses-flood", testMail(2)); err != nil {
+	if err := h.S3.Put(testBucket, "inbound/ses-flood", testMail(2)); err != nil {
 		t.Fatal(err)
 	}
 	// The server may still be reading the closed attackers' connections for
 	// a moment: retry like SNS would, a bounded number of times.
 	var code int
 	for range 20 {
-		resp, err := (&http.Client{Timeout: 2 * time.Second}).Post("http://"+h.relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body))
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Post("http://"+h.Relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body))
 		if err == nil {
 			code = resp.StatusCode
 			resp.Body.Close()
@@ -207,7 +207,7 @@ func TestConnectionFlood(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("delivery after the flood answered %d, want 200", code)
 	}
-	sent := h.waitSent(1)
+	sent := h.WaitSent(1)
 	if len(sent) != 1 {
 		t.Fatalf("forwarded %d, want 1", len(sent))
 	}

@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"bufio"
@@ -58,11 +58,11 @@ func signedWithCert(h *harness, id, certURL string) []byte {
 		Type:           sns.TypeNotification,
 		MessageId:      id,
 		TopicArn:       testTopic,
-		Message:        receivedS3("ses-"+id, "inbound/ses-"+id, []string{"shop@relay.example.com"}, nil),
+		Message:        receivedS3(h, "ses-"+id, "shop@relay.example.com"),
 		Timestamp:      time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 		SigningCertURL: certURL,
 	}
-	return h.signer.Body(m, "2")
+	return h.Signer.Body(m, "2")
 }
 
 // TestHostileRequests sends hostile SNS deliveries through the real
@@ -76,13 +76,13 @@ func TestHostileRequests(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) {
 		c.SNSCertURLPrefixes = append(c.SNSCertURLPrefixes, "https://"+evilURL.Host+"/sns/")
 	})
-	signerURL, _ := url.Parse(h.signer.CertURL())
+	signerURL, _ := url.Parse(h.Signer.CertURL())
 	// aws uses the AWS rule (no prefixes) for the scheme and userinfo tricks
 	// on the real SNS host name; each is refused before any I/O.
 	aws := newHarness(t, func(c *config.Config) { c.SNSCertURLPrefixes = nil })
 
-	note := receivedS3("ses-h", "inbound/ses-h", []string{"shop@relay.example.com"}, nil)
-	good := h.signer.Notification(testTopic, "h-good", "", note, "2")
+	note := receivedS3(h, "ses-h", "shop@relay.example.com")
+	good := h.Signer.Notification(testTopic, "h-good", "", note, "2")
 	tests := []struct {
 		name string
 		h    *harness
@@ -90,7 +90,7 @@ func TestHostileRequests(t *testing.T) {
 		want int
 	}{
 		{"forged signature", h, bytes.Replace(good, []byte(`"h-good"`), []byte(`"h-forged"`), 1), 403},
-		{"signature of another message", h, bytes.Replace(h.signer.Notification(testTopic, "h-x", "", note, "2"),
+		{"signature of another message", h, bytes.Replace(h.Signer.Notification(testTopic, "h-x", "", note, "2"),
 			[]byte(`"Message":"`), []byte(`"Message":" `), 1), 403},
 		{"unsupported signature version", h, bytes.Replace(good, []byte(`"SignatureVersion":"2"`), []byte(`"SignatureVersion":"3"`), 1), 403},
 		{"cert on another host", h, signedWithCert(h, "h-c1", evil.srv.URL+"/sns/"+"SimpleNotificationService-x.pem"), 403},
@@ -103,16 +103,16 @@ func TestHostileRequests(t *testing.T) {
 		{"aws rule: userinfo to loopback", aws, signedWithCert(aws, "a-c3", "https://sns.us-east-1.amazonaws.com@"+evilURL.Host+"/x.pem"), 403},
 		{"aws rule: port", aws, signedWithCert(aws, "a-c4", "https://sns.us-east-1.amazonaws.com:"+evilURL.Port()+"/x.pem"), 403},
 		{"aws rule: look-alike host", aws, signedWithCert(aws, "a-c5", "https://sns.us-east-1.amazonaws.com.evil.example/x.pem"), 403},
-		{"subscribe url elsewhere", h, h.signer.SubscriptionConfirmation(testTopic, evil.srv.URL+"/confirm"), 403},
-		{"subscribe url userinfo", h, h.signer.SubscriptionConfirmation(testTopic, "http://"+signerURL.Host+"@"+evilURL.Host+"/confirm"), 403},
-		{"subscribe url downgrade", h, h.signer.SubscriptionConfirmation(testTopic, "http://"+evilURL.Host+"/confirm"), 403},
-		{"wrong topic", h, h.signer.Notification("arn:aws:sns:us-east-1:123456789012:other", "h-t", "", note, "2"), 403},
+		{"subscribe url elsewhere", h, h.Signer.SubscriptionConfirmation(testTopic, evil.srv.URL+"/confirm"), 403},
+		{"subscribe url userinfo", h, h.Signer.SubscriptionConfirmation(testTopic, "http://"+signerURL.Host+"@"+evilURL.Host+"/confirm"), 403},
+		{"subscribe url downgrade", h, h.Signer.SubscriptionConfirmation(testTopic, "http://"+evilURL.Host+"/confirm"), 403},
+		{"wrong topic", h, h.Signer.Notification("arn:aws:sns:us-east-1:123456789012:other", "h-t", "", note, "2"), 403},
 		{"huge body", h, bytes.Repeat([]byte("x"), 2<<20), 413},
-		{"huge signed body", h, h.signer.Notification(testTopic, "h-big", "", strings.Repeat("y", 2<<20), "2"), 413},
+		{"huge signed body", h, h.Signer.Notification(testTopic, "h-big", "", strings.Repeat("y", 2<<20), "2"), 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.h.post(tt.body); got != tt.want {
+			if got := tt.h.Post(tt.body); got != tt.want {
 				t.Fatalf("answered %d, want %d", got, tt.want)
 			}
 		})
@@ -120,7 +120,7 @@ func TestHostileRequests(t *testing.T) {
 	t.Run("huge chunked body", func(t *testing.T) {
 		// No Content-Length: the cap must hold on the stream.
 		r := io.MultiReader(strings.NewReader(`{"Type":"Notification","Message":"`), io.LimitReader(zeros{}, 4<<20))
-		resp, err := http.Post("http://"+h.relay.InboundAddr+"/sns", "text/plain", r)
+		resp, err := http.Post("http://"+h.Relay.InboundAddr+"/sns", "text/plain", r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,10 +133,10 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("the relay made %d requests to a URL it must not fetch", n)
 	}
 	for name, hh := range map[string]*harness{"prefix": h, "aws": aws} {
-		if st := hh.relay.Spool.Stats(); st.Messages != 0 || st.DeadLetters != 0 {
+		if st := hh.Relay.Spool.Stats(); st.Messages != 0 || st.DeadLetters != 0 {
 			t.Errorf("%s relay stored hostile input: %+v", name, st)
 		}
-		if n := len(hh.ses.Sent()); n != 0 {
+		if n := len(hh.SES.Sent()); n != 0 {
 			t.Errorf("%s relay sent %d mails", name, n)
 		}
 	}
@@ -170,9 +170,9 @@ func TestHeaderInjectionThroughDisplayName(t *testing.T) {
 	}
 	for i, f := range froms {
 		mail := fmt.Sprintf("From: %s\r\nTo: shop@relay.example.com\r\nSubject: inject %d\r\nMessage-ID: <inj%d@example.net>\r\n\r\nbody\r\n", f.from, i, i)
-		h.deliver(fmt.Sprintf("inj-%d", i), fmt.Sprintf("ses-inj-%d", i), []byte(mail), "shop@relay.example.com")
+		h.Deliver(fmt.Sprintf("inj-%d", i), fmt.Sprintf("ses-inj-%d", i), []byte(mail), "shop@relay.example.com")
 	}
-	sent := h.waitSent(len(froms))
+	sent := h.WaitSent(len(froms))
 	if len(sent) != len(froms) {
 		t.Fatalf("%d sent, want %d", len(sent), len(froms))
 	}
@@ -258,17 +258,17 @@ func TestTenThousandRecipients(t *testing.T) {
 		}
 	}
 	recips = slices.Insert(recips, 5000, "news@relay.example.com")
-	h.deliver("many", "ses-many", testMail(1), recips...)
-	sent := h.waitSent(1)
-	waitFor(t, "finished", func() bool { return h.relay.Spool.Stats().Messages == 0 })
-	sent = h.ses.Sent()
+	h.Deliver("many", "ses-many", testMail(1), recips...)
+	sent := h.WaitSent(1)
+	waitFor(t, "finished", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
+	sent = h.SES.Sent()
 	if len(sent) != 1 {
 		t.Fatalf("forwarded %d times, want once", len(sent))
 	}
 	if want := []string{"bob@example.org", "carol@example.org"}; !slices.Equal(sent[0].Destinations, want) {
 		t.Errorf("destinations %v, want %v", sent[0].Destinations, want)
 	}
-	m := h.relay.Metrics.Messages
+	m := h.Relay.Metrics.Messages
 	// Outcomes are counted after the entry completes.
 	waitFor(t, "outcomes counted", func() bool {
 		return testutil.ToFloat64(m.WithLabelValues("forwarded", "ok")) == 1 &&
@@ -290,8 +290,8 @@ func TestTenThousandRecipients(t *testing.T) {
 func TestMessageTooLargeDeadLettered(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.MaxMessageBytes = 16 << 10 })
 	big := append(testMail(1), bytes.Repeat([]byte("0123456789abcdef\r\n"), 4<<20/18)...)
-	h.deliver("big", "ses-big", big, "shop@relay.example.com")
-	c := &admin.Client{BaseURL: "http://" + h.relay.AdminAddr}
+	h.Deliver("big", "ses-big", big, "shop@relay.example.com")
+	c := &admin.Client{BaseURL: "http://" + h.Relay.AdminAddr}
 	var items []admin.Item
 	waitFor(t, "dead letter", func() bool {
 		var err error
@@ -308,10 +308,10 @@ func TestMessageTooLargeDeadLettered(t *testing.T) {
 	if it.Attempts > 1 {
 		t.Errorf("%d attempts for a permanent failure", it.Attempts)
 	}
-	if n := len(h.ses.Sent()); n != 0 {
+	if n := len(h.SES.Sent()); n != 0 {
 		t.Errorf("sent %d", n)
 	}
 	waitFor(t, "dead letter counted", func() bool {
-		return testutil.ToFloat64(h.relay.Metrics.Messages.WithLabelValues("dead_lettered", "message_too_large")) == 1
+		return testutil.ToFloat64(h.Relay.Metrics.Messages.WithLabelValues("dead_lettered", "message_too_large")) == 1
 	})
 }

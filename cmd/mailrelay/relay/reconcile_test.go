@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"context"
@@ -14,26 +14,26 @@ import (
 func TestReconcileHandOver(t *testing.T) {
 	h := newHarness(t, nil)
 	key := "inbound/lost-1"
-	if err := h.s3.Put(testBucket, key, testMail(42)); err != nil {
+	if err := h.S3.Put(testBucket, key, testMail(42)); err != nil {
 		t.Fatal(err)
 	}
 	obj := recovery.Object{Key: key, LastModified: time.Now().Add(-time.Hour), Size: int64(len(testMail(42)))}
 	note := recovery.ReceivedNotification(testBucket, obj, []string{"shop@relay.example.com"}, testTopic)
-	sub := &recovery.HTTPSubmitter{URL: "http://" + h.relay.AdminAddr + "/reconcile"}
+	sub := &recovery.HTTPSubmitter{URL: "http://" + h.Relay.AdminAddr + "/reconcile"}
 	ctx := context.Background()
 	if err := sub.Submit(ctx, note); err != nil {
 		t.Fatal(err)
 	}
-	sent := h.waitSent(1)
+	sent := h.WaitSent(1)
 	if sent[0].Source != "shop@relay.example.com" {
 		t.Errorf("sent as %q", sent[0].Source)
 	}
-	waitFor(t, "object deleted", func() bool { return !h.s3.Has(testBucket, key) })
+	waitFor(t, "object deleted", func() bool { return !h.S3.Has(testBucket, key) })
 	if err := sub.Submit(ctx, note); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if n := len(h.ses.Sent()); n != 1 {
+	if n := len(h.SES.Sent()); n != 1 {
 		t.Errorf("forwarded %d times, want once", n)
 	}
 }

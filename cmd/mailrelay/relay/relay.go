@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -53,45 +54,81 @@ type Relay struct {
 // Serve runs the relay until ctx ends (SIGTERM), then drains: readiness
 // and new deliveries answer 503 at once, requests in progress finish,
 // workers finish what they hold or leave it spooled, and everything closes
-// within cfg.ShutdownTimeout.
+// within cfg.ShutdownTimeout. If it cannot start, everything it had started
+// is stopped again (listeners closed, spool closed) before it returns the
+// error.
 func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
-	log := d.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	r := &run{cfg: cfg, log: d.Logger, m: d.Metrics}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
 	}
-	m := d.Metrics
-	if m == nil {
-		m = telemetry.NewMetrics()
+	if r.m == nil {
+		r.m = telemetry.NewMetrics()
 	}
+	defer r.stopAll()
+	if err := r.start(ctx, d.AWS); err != nil {
+		return err
+	}
+	r.log.Info("mailrelay serving", "inbound", r.relay.InboundAddr, "health", r.relay.HealthAddr,
+		"admin", r.relay.AdminAddr, "workers", cfg.Workers, "spool", cfg.SpoolDir)
+	if d.Ready != nil {
+		d.Ready(&r.relay)
+	}
+	r.serveUntil(ctx)
+	r.drain()
+	r.log.Info("stopped")
+	return nil
+}
 
-	// Health first, so probes answer (not ready) during start-up.
-	var state atomic.Value // string: "" when ready, else why not
-	state.Store("starting")
-	var sp atomic.Pointer[spool.Spool]
-	ready := func() (bool, string) {
-		if s := state.Load().(string); s != "" {
-			return false, s
-		}
-		if s := sp.Load(); s != nil && s.Full() {
-			return false, "spool full"
-		}
-		return true, ""
+// run is one call of Serve: what it started, in order, and what the drain
+// needs to reach.
+type run struct {
+	cfg *config.Config
+	log *slog.Logger
+	m   *telemetry.Metrics
+
+	state    atomic.Value // string: "" when ready, else why not
+	draining atomic.Bool
+	spool    atomic.Pointer[spool.Spool]
+	aliases  *aliases.Reloadable
+	inbound  *http.Server
+	pool     *mailproc.Pool
+	hup      chan os.Signal
+	relay    Relay
+
+	// stops undo what was started, in reverse order: on a start-up
+	// failure at once, else after the drain.
+	stops []func()
+}
+
+// onStop registers f to run when Serve returns, before whatever was
+// registered earlier.
+func (r *run) onStop(f func()) { r.stops = append(r.stops, f) }
+
+func (r *run) stopAll() {
+	for _, f := range slices.Backward(r.stops) {
+		f()
 	}
-	healthLn, err := net.Listen("tcp", cfg.HealthListen)
+	r.stops = nil
+}
+
+// start brings the relay up: health first, so probes answer (not ready)
+// during start-up, then the spool, the aliases, the AWS clients, the SNS
+// intake, the admin API and the workers.
+func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
+	cfg, log, m := r.cfg, r.log, r.m
+	r.state.Store("starting")
+	healthAddr, err := r.listen("health", cfg.HealthListen, 0, func(ln net.Listener) (func() error, func()) {
+		hs := health.New(ln, r.ready, m, log)
+		return hs.Serve, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("health listener: %w", err)
+		return err
 	}
-	hs := health.New(healthLn, ready, m, log)
-	go func() {
-		if err := hs.Serve(); err != nil {
-			log.Error("health server stopped", "err", err)
-		}
-	}()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
 
 	s, err := spool.Open(cfg.SpoolDir, spool.Options{
 		MaxMessages: cfg.SpoolMaxMessages,
@@ -102,57 +139,27 @@ func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	defer s.Close()
-	sp.Store(s)
+	r.onStop(func() { _ = s.Close() })
+	r.spool.Store(s)
+	m.SetQueueStats(func() telemetry.QueueStats {
+		st := s.Stats()
+		return telemetry.QueueStats{Messages: st.Messages, Bytes: st.Bytes, DeadLetters: st.DeadLetters, Oldest: st.Oldest}
+	})
 
-	table, err := aliases.NewReloadable(cfg.AliasesFile)
-	if err != nil {
+	if r.aliases, err = aliases.NewReloadable(cfg.AliasesFile); err != nil {
 		return fmt.Errorf("aliases: %w", err)
 	}
-
-	awsOpts := awsclient.Options{}
-	if d.AWS != nil {
-		awsOpts = *d.AWS
-	}
-	awsOpts.S3GetTimeout, awsOpts.S3DeleteTimeout, awsOpts.SESSendTimeout = cfg.S3Timeout, cfg.S3Timeout, cfg.SESTimeout
-	awsOpts.MaxAttempts = cfg.AWSMaxAttempts
-	awsOpts.SendMode = cfg.SESAPI
-	awsOpts.MaxObjectBytes = cfg.MaxMessageBytes
-	awsOpts.Metrics, awsOpts.Logger = m, log.With("component", "aws")
-	clients, err := awsclient.New(ctx, awsOpts)
+	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
 	}
-
-	verifier, err := sns.NewVerifier(sns.VerifierOptions{
-		CertURLPrefixes: cfg.SNSCertURLPrefixes,
-		FetchTimeout:    cfg.SNSCertTimeout,
-		Observe:         inbound.ObserveSNS(m),
-	})
-	if err != nil {
-		return fmt.Errorf("sns verifier: %w", err)
-	}
-	var draining atomic.Bool
-	h, err := inbound.New(inbound.Config{
-		TopicARNs:    cfg.SNSTopicARNs,
-		MaxBodyBytes: cfg.SNSMaxBodyBytes,
-		RetryAfter:   cfg.RetryAfter,
-		Verifier:     verifier,
-		Store:        s,
-		Draining:     draining.Load,
-		Metrics:      m,
-		Logger:       log.With("component", "inbound"),
-	})
+	h, err := r.intake(s)
 	if err != nil {
 		return err
 	}
-	inboundLn, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("inbound listener: %w", err)
-	}
 	e := inbound.NewServer(m, log.With("component", "inbound"))
 	h.Register(e)
-	inboundSrv := &http.Server{
+	r.inbound = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: inbound.ReadHeaderTimeout,
 		ReadTimeout:       inbound.ReadTimeout,
@@ -161,32 +168,124 @@ func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
 		MaxHeaderBytes:    inbound.MaxHeaderBytes,
 		ErrorLog:          e.Server.ErrorLog,
 	}
-	go func() {
-		if err := inboundSrv.Serve(netutil.LimitListener(inboundLn, cfg.InboundMaxConns)); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("inbound server stopped", "err", err)
-		}
-	}()
-
-	var adminSrv *http.Server
+	inboundAddr, err := r.listen("inbound", cfg.Listen, cfg.InboundMaxConns, httpServer(r.inbound, (*http.Server).Close))
+	if err != nil {
+		return err
+	}
 	adminAddr := ""
 	if cfg.AdminListen != "" {
-		ln, err := net.Listen("tcp", cfg.AdminListen)
-		if err != nil {
-			return fmt.Errorf("admin listener: %w", err)
+		adminSrv := &http.Server{Handler: admin.Handler(s, log.With("component", "admin")), ReadHeaderTimeout: 5 * time.Second}
+		if adminAddr, err = r.listen("admin", cfg.AdminListen, 0, httpServer(adminSrv, (*http.Server).Close)); err != nil {
+			return err
 		}
-		adminAddr = ln.Addr().String()
-		adminSrv = &http.Server{Handler: admin.Handler(s, log.With("component", "admin")), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = adminSrv.Serve(ln) }()
 	}
 
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	if err := r.startWorkers(ctx, s, clients); err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	r.onStop(func() { signal.Stop(hup) })
+	r.hup = hup
+	r.relay = Relay{InboundAddr: inboundAddr, HealthAddr: healthAddr, AdminAddr: adminAddr, Spool: s, Metrics: m}
+	r.state.Store("")
+	return nil
+}
+
+// listen is the one way the relay starts a listener (inbound, health,
+// admin): it listens on addr (at most limit connections at once if limit >
+// 0), builds the server with newServer and serves in the background until
+// Serve returns or a later start-up step fails. It returns the bound
+// address.
+func (r *run) listen(what, addr string, limit int, newServer func(net.Listener) (serve func() error, stop func())) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s listener: %w", what, err)
+	}
+	if limit > 0 {
+		ln = netutil.LimitListener(ln, limit)
+	}
+	serve, stop := newServer(ln)
+	go func() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error(what+" server stopped", "err", err)
+		}
+	}()
+	r.onStop(func() {
+		stop()
+		_ = ln.Close() // closed now even if serve has not started yet
+	})
+	return ln.Addr().String(), nil
+}
+
+// httpServer adapts srv to listen, stopped with stop.
+func httpServer(srv *http.Server, stop func(*http.Server) error) func(net.Listener) (func() error, func()) {
+	return func(ln net.Listener) (func() error, func()) {
+		return func() error { return srv.Serve(ln) }, func() { _ = stop(srv) }
+	}
+}
+
+// ready is the readiness probe: not while starting or draining, nor while
+// the spool is full.
+func (r *run) ready() (bool, string) {
+	if s := r.state.Load().(string); s != "" {
+		return false, s
+	}
+	if s := r.spool.Load(); s != nil && s.Full() {
+		return false, "spool full"
+	}
+	return true, ""
+}
+
+// awsOptions are the AWS client options: the override's (stand-in
+// endpoints, credentials) with the configured timeouts and limits.
+func (r *run) awsOptions(override *awsclient.Options) awsclient.Options {
+	o := awsclient.Options{}
+	if override != nil {
+		o = *override
+	}
+	cfg := r.cfg
+	o.S3GetTimeout, o.S3DeleteTimeout, o.SESSendTimeout = cfg.S3Timeout, cfg.S3Timeout, cfg.SESTimeout
+	o.MaxAttempts = cfg.AWSMaxAttempts
+	o.SendMode = cfg.SESAPI
+	o.MaxObjectBytes = cfg.MaxMessageBytes
+	o.Metrics, o.Logger = r.m, r.log.With("component", "aws")
+	return o
+}
+
+// intake is the SNS endpoint's handler, storing into s.
+func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
+	cfg := r.cfg
+	verifier, err := sns.NewVerifier(sns.VerifierOptions{
+		CertURLPrefixes: cfg.SNSCertURLPrefixes,
+		FetchTimeout:    cfg.SNSCertTimeout,
+		Observe:         inbound.ObserveSNS(r.m),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sns verifier: %w", err)
+	}
+	return inbound.New(inbound.Config{
+		TopicARNs:    cfg.SNSTopicARNs,
+		MaxBodyBytes: cfg.SNSMaxBodyBytes,
+		RetryAfter:   cfg.RetryAfter,
+		Verifier:     verifier,
+		Store:        s,
+		Draining:     r.draining.Load,
+		Metrics:      r.m,
+		Logger:       r.log.With("component", "inbound"),
+	})
+}
+
+// startWorkers starts the worker pool on s. Workers run on a context of
+// their own, cancelled only once the drain is over.
+func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclient.Clients) error {
+	cfg := r.cfg
 	pool, err := mailproc.New(mailproc.Config{
 		Workers: cfg.Workers,
 		Queue:   s,
 		Store:   clients.S3,
 		Sender:  clients.SES,
-		Aliases: table,
+		Aliases: r.aliases,
 		Policy: mailproc.Policy{
 			DropSpam:          cfg.DropSpam,
 			DropVirus:         cfg.DropVirus,
@@ -200,85 +299,53 @@ func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
 		RetryMax:      cfg.RetryMax,
 		RetryMaxAge:   cfg.RetryMaxAge,
 		InFlightBytes: cfg.InFlightBytes,
-		Metrics:       m,
-		Logger:        log.With("component", "mailproc"),
+		Metrics:       r.m,
+		Logger:        r.log.With("component", "mailproc"),
 	})
 	if err != nil {
 		return err
 	}
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	pool.Start(workCtx)
-
-	statsDone := make(chan struct{})
-	go func() {
-		defer close(statsDone)
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			publishStats(s, m)
-			select {
-			case <-workCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	state.Store("")
-	log.Info("mailrelay serving", "inbound", inboundLn.Addr().String(), "health", healthLn.Addr().String(),
-		"admin", adminAddr, "workers", cfg.Workers, "spool", cfg.SpoolDir)
-	if d.Ready != nil {
-		d.Ready(&Relay{InboundAddr: inboundLn.Addr().String(), HealthAddr: healthLn.Addr().String(),
-			AdminAddr: adminAddr, Spool: s, Metrics: m})
-	}
-
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-hup:
-			if err := table.Reload(); err != nil {
-				log.Error("alias reload failed; keeping the previous table", "err", err)
-			} else {
-				log.Info("aliases reloaded")
-			}
-		}
-	}
-
-	// Drain.
-	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	state.Store("draining")
-	draining.Store(true)
-	grace, cancelGrace := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancelGrace()
-	if err := inboundSrv.Shutdown(grace); err != nil {
-		log.Warn("inbound shutdown", "err", err)
-	}
-	if err := pool.Stop(grace); err != nil {
-		log.Warn("workers did not finish in time; their entries stay in the spool", "err", err)
-	}
-	cancelWork()
-	pool.Wait()
-	<-statsDone
-	if adminSrv != nil {
-		_ = adminSrv.Close()
-	}
-	log.Info("stopped")
+	r.pool = pool
+	r.onStop(func() {
+		cancelWork()
+		pool.Wait()
+	})
 	return nil
 }
 
-func publishStats(s *spool.Spool, m *telemetry.Metrics) {
-	st := s.Stats()
-	m.QueueMessages.Set(float64(st.Messages))
-	m.QueueBytes.Set(float64(st.Bytes))
-	m.DeadLetterMessages.Set(float64(st.DeadLetters))
-	age := 0.0
-	if !st.Oldest.IsZero() {
-		age = time.Since(st.Oldest).Seconds()
+// serveUntil reloads the aliases on SIGHUP until ctx ends.
+func (r *run) serveUntil(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.hup:
+			if err := r.aliases.Reload(); err != nil {
+				r.log.Error("alias reload failed; keeping the previous table", "err", err)
+			} else {
+				r.log.Info("aliases reloaded")
+			}
+		}
 	}
-	m.QueueOldestAge.Set(age)
+}
+
+// drain answers readiness and new deliveries 503, lets the deliveries in
+// progress finish, then gives the workers the rest of the grace period to
+// finish what they hold. What was started is stopped afterwards by
+// stopAll, in reverse order: workers, admin, inbound, spool, health.
+func (r *run) drain() {
+	grace := r.cfg.ShutdownTimeout
+	r.log.Info("shutting down", "grace", grace)
+	r.state.Store("draining")
+	r.draining.Store(true)
+	gctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := r.inbound.Shutdown(gctx); err != nil {
+		r.log.Warn("inbound shutdown", "err", err)
+	}
+	if err := r.pool.Stop(gctx); err != nil {
+		r.log.Warn("workers did not finish in time; their entries stay in the spool", "err", err)
+	}
 }

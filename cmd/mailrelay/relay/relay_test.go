@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"bytes"
@@ -63,8 +63,8 @@ func TestForwardWithAttachment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.deliver("sns-1", "ses-1", src, "shop@relay.example.com")
-	sent := h.waitSent(1)[0]
+	h.Deliver("sns-1", "ses-1", src, "shop@relay.example.com")
+	sent := h.WaitSent(1)[0]
 
 	if !slices.Equal(sent.Destinations, []string{"alice@example.org"}) {
 		t.Errorf("destinations %q", sent.Destinations)
@@ -97,18 +97,18 @@ func TestForwardWithAttachment(t *testing.T) {
 		t.Errorf("Subject = %q", s)
 	}
 	// Finished: the S3 object is gone and the outcome counted.
-	waitFor(t, "S3 object deleted", func() bool { return !h.s3.Has(testBucket, "inbound/ses-1") })
+	waitFor(t, "S3 object deleted", func() bool { return !h.S3.Has(testBucket, "inbound/ses-1") })
 	waitFor(t, "forward counted", func() bool {
-		return testutil.ToFloat64(h.relay.Metrics.Messages.WithLabelValues("forwarded", "ok")) == 1
+		return testutil.ToFloat64(h.Relay.Metrics.Messages.WithLabelValues("forwarded", "ok")) == 1
 	})
 }
 
 func TestStatusCodes(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.SNSMaxBodyBytes = 8 << 10 })
-	note := receivedS3("ses-x", "inbound/ses-x", []string{"shop@relay.example.com"}, nil)
-	good := h.signer.Notification(testTopic, "sns-ok", "Amazon SES Email Receipt Notification", note, "1")
+	note := receivedS3(h, "ses-x", "shop@relay.example.com")
+	good := h.Signer.Notification(testTopic, "sns-ok", "Amazon SES Email Receipt Notification", note, "1")
 	forged := bytes.Replace(good, []byte("sns-ok"), []byte("sns-forged"), 1)
-	otherTopic := h.signer.Notification("arn:aws:sns:us-east-1:123456789012:other", "sns-t", "", note, "2")
+	otherTopic := h.Signer.Notification("arn:aws:sns:us-east-1:123456789012:other", "sns-t", "", note, "2")
 
 	tests := []struct {
 		name string
@@ -117,34 +117,36 @@ func TestStatusCodes(t *testing.T) {
 	}{
 		{"signed v1", good, 200},
 		{"duplicate", good, 200},
-		{"signed v2", h.signer.Notification(testTopic, "sns-v2", "", note, "2"), 200},
+		{"signed v2", h.Signer.Notification(testTopic, "sns-v2", "", note, "2"), 200},
 		{"malformed json", []byte(`{"Type":`), 400},
 		{"unknown type", []byte(`{"Type":"Party","MessageId":"x","TopicArn":"` + testTopic + `"}`), 400},
 		{"forged signature", forged, 403},
 		{"topic not allowed", otherTopic, 403},
-		{"subscribe url elsewhere", h.signer.SubscriptionConfirmation(testTopic, "https://evil.example.com/confirm"), 403},
+		{"subscribe url elsewhere", h.Signer.SubscriptionConfirmation(testTopic, "https://evil.example.com/confirm"), 403},
 		{"too large", bytes.Repeat([]byte("x"), 9<<10), 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := h.post(tt.body); got != tt.want {
+			if got := h.Post(tt.body); got != tt.want {
 				t.Fatalf("answered %d, want %d", got, tt.want)
 			}
 		})
 	}
 	// The duplicate was stored once: two distinct notifications accepted.
-	if n := testutil.ToFloat64(h.relay.Metrics.InboundRequests.WithLabelValues("Notification", "200")); n != 3 {
+	if n := testutil.ToFloat64(h.Relay.Metrics.InboundRequests.WithLabelValues("Notification", "200")); n != 3 {
 		t.Errorf("200s counted %v, want 3", n)
 	}
 }
 
 func TestFullSpoolAnswers503(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.SpoolMaxMessages = 2 })
-	h.ses.Fail(fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling)
-	h.deliver("a", "ses-a", testMail(1), "shop@relay.example.com")
-	h.deliver("b", "ses-b", testMail(2), "shop@relay.example.com")
-	body := h.signer.Notification(testTopic, "c", "", receivedS3("ses-c", "k", []string{"shop@relay.example.com"}, nil), "2")
-	resp, err := http.Post("http://"+h.relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body))
+	h.SES.Fail(fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling, fakes.ErrThrottling)
+	h.Deliver("a", "ses-a", testMail(1), "shop@relay.example.com")
+	h.Deliver("b", "ses-b", testMail(2), "shop@relay.example.com")
+	n := h.Received("ses-c", "shop@relay.example.com")
+	n.Receipt.Action.ObjectKey = "k"
+	body := h.Signer.Notification(testTopic, "c", "", string(n.JSON()), "2")
+	resp, err := http.Post("http://"+h.Relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestFullSpoolAnswers503(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("full spool answered %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	resp, err = http.Get("http://" + h.relay.HealthAddr + "/readyz")
+	resp, err = http.Get("http://" + h.Relay.HealthAddr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,27 +163,27 @@ func TestFullSpoolAnswers503(t *testing.T) {
 		t.Errorf("readyz with a full spool = %d, want 503", resp.StatusCode)
 	}
 	// Once SES recovers the spool drains and intake resumes.
-	h.waitSent(2)
-	waitFor(t, "spool drained", func() bool { return !h.relay.Spool.Full() })
-	if code := h.post(body); code != 200 {
+	h.WaitSent(2)
+	waitFor(t, "spool drained", func() bool { return !h.Relay.Spool.Full() })
+	if code := h.Post(body); code != 200 {
 		t.Errorf("after draining answered %d", code)
 	}
 }
 
 func TestDuplicateForwardedOnce(t *testing.T) {
 	h := newHarness(t, nil)
-	h.deliver("dup", "ses-dup", testMail(1), "shop@relay.example.com")
-	h.waitSent(1)
-	waitFor(t, "finished", func() bool { return h.relay.Spool.Stats().Messages == 0 })
+	h.Deliver("dup", "ses-dup", testMail(1), "shop@relay.example.com")
+	h.WaitSent(1)
+	waitFor(t, "finished", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
 	// SNS redelivers after the mail went out: acknowledged, not sent again.
-	body := h.signer.Notification(testTopic, "dup", "", receivedS3("ses-dup", "inbound/ses-dup", []string{"shop@relay.example.com"}, nil), "2")
+	body := h.Signer.Notification(testTopic, "dup", "", receivedS3(h, "ses-dup", "shop@relay.example.com"), "2")
 	for range 3 {
-		if code := h.post(body); code != 200 {
+		if code := h.Post(body); code != 200 {
 			t.Fatalf("redelivery answered %d", code)
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // give a wrong second forward the chance to happen
-	if n := len(h.ses.Sent()); n != 1 {
+	if n := len(h.SES.Sent()); n != 1 {
 		t.Fatalf("forwarded %d times, want once", n)
 	}
 }
@@ -194,27 +196,27 @@ func TestRestartResumesSpool(t *testing.T) {
 	for i := range errs {
 		errs[i] = fakes.ErrThrottling
 	}
-	h.ses.Fail(errs...)
+	h.SES.Fail(errs...)
 	for i := range n {
-		h.deliver(fmt.Sprintf("r%d", i), fmt.Sprintf("ses-r%d", i), testMail(i), "shop@relay.example.com", "news@relay.example.com")
+		h.Deliver(fmt.Sprintf("r%d", i), fmt.Sprintf("ses-r%d", i), testMail(i), "shop@relay.example.com", "news@relay.example.com")
 	}
 	// SES fails until its breaker opens; the pool then pauses and leaves
 	// the rest untouched in the spool.
 	waitFor(t, "SES refusing", func() bool { return countOutcome(t, h, "retried") >= 1 })
-	h.shutdown()
-	h.ses.ClearFailures()
-	if h.relay.Spool.Stats().Messages != n {
-		t.Fatalf("spool holds %d entries after shutdown, want %d", h.relay.Spool.Stats().Messages, n)
+	h.Shutdown()
+	h.SES.ClearFailures()
+	if h.Relay.Spool.Stats().Messages != n {
+		t.Fatalf("spool holds %d entries after shutdown, want %d", h.Relay.Spool.Stats().Messages, n)
 	}
 
 	// A restart picks every entry up again; with a short retry now they all go.
-	h.cfg.RetryMin, h.cfg.RetryMax = 50*time.Millisecond, 100*time.Millisecond
-	h.start()
+	h.Config.RetryMin, h.Config.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+	h.Restart()
 	// Every notification fans out to two aliases: shop (1 copy) and news (1 copy).
-	h.waitSent(2 * n)
-	waitFor(t, "spool empty", func() bool { return h.relay.Spool.Stats().Messages == 0 })
+	h.WaitSent(2 * n)
+	waitFor(t, "spool empty", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
 	time.Sleep(100 * time.Millisecond)
-	sent := h.ses.Sent()
+	sent := h.SES.Sent()
 	seen := map[string]int{}
 	for _, s := range sent {
 		m, err := mail.CreateReader(bytes.NewReader(s.Raw))
@@ -237,12 +239,12 @@ func TestRestartResumesSpool(t *testing.T) {
 
 func TestTransientS3FailureRetried(t *testing.T) {
 	h := newHarness(t, nil)
-	h.s3.Faults().Next(3, fakes.FaultInternalError) // SDK makes ≤2 attempts: the first try fails, a retry too
-	h.deliver("t1", "ses-t1", testMail(1), "shop@relay.example.com")
-	h.waitSent(1)
-	if got := testutil.ToFloat64(h.relay.Metrics.Messages.WithLabelValues("forwarded", "ok")); got != 1 {
+	h.S3.Faults().Next(3, fakes.FaultInternalError) // SDK makes ≤2 attempts: the first try fails, a retry too
+	h.Deliver("t1", "ses-t1", testMail(1), "shop@relay.example.com")
+	h.WaitSent(1)
+	if got := testutil.ToFloat64(h.Relay.Metrics.Messages.WithLabelValues("forwarded", "ok")); got != 1 {
 		waitFor(t, "forward counted", func() bool {
-			return testutil.ToFloat64(h.relay.Metrics.Messages.WithLabelValues("forwarded", "ok")) == 1
+			return testutil.ToFloat64(h.Relay.Metrics.Messages.WithLabelValues("forwarded", "ok")) == 1
 		})
 	}
 	if countOutcome(t, h, "retried") < 1 {
@@ -252,7 +254,7 @@ func TestTransientS3FailureRetried(t *testing.T) {
 
 // countOutcome sums mailrelay_messages_total over reasons for one outcome.
 func countOutcome(t *testing.T, h *harness, outcome string) float64 {
-	mfs, err := h.relay.Metrics.Registry.Gather()
+	mfs, err := h.Relay.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +275,7 @@ func countOutcome(t *testing.T, h *harness, outcome string) float64 {
 }
 
 func gatherMessages(t *testing.T, h *harness) string {
-	mfs, err := h.relay.Metrics.Registry.Gather()
+	mfs, err := h.Relay.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,35 +293,35 @@ func gatherMessages(t *testing.T, h *harness) string {
 func TestPermanentFailureDeadLetteredAndRedriven(t *testing.T) {
 	h := newHarness(t, nil)
 	// The notification points at an object that is not (yet) in S3.
-	body := h.signer.Notification(testTopic, "p1", "", receivedS3("ses-p1", "inbound/ses-p1", []string{"shop@relay.example.com"}, nil), "2")
-	if code := h.post(body); code != 200 {
+	body := h.Signer.Notification(testTopic, "p1", "", receivedS3(h, "ses-p1", "shop@relay.example.com"), "2")
+	if code := h.Post(body); code != 200 {
 		t.Fatalf("answered %d", code)
 	}
-	c := &admin.Client{BaseURL: "http://" + h.relay.AdminAddr}
+	c := &admin.Client{BaseURL: "http://" + h.Relay.AdminAddr}
 	ctx := context.Background()
 	var items []admin.Item
 	waitFor(t, "dead letter", func() bool {
 		var err error
 		items, err = c.List(ctx, 10)
-		return err == nil && len(items) == 1 && h.relay.Spool.Stats().Messages == 0
+		return err == nil && len(items) == 1 && h.Relay.Spool.Stats().Messages == 0
 	})
 	if items[0].ID != "p1" || !strings.HasPrefix(items[0].Reason, "s3_not_found") {
 		t.Fatalf("dead letter %+v", items[0])
 	}
-	if len(h.ses.Sent()) != 0 {
+	if len(h.SES.Sent()) != 0 {
 		t.Fatal("sent something for a missing mail")
 	}
-	if st := h.relay.Spool.Stats(); st.Messages != 0 || st.DeadLetters != 1 {
+	if st := h.Relay.Spool.Stats(); st.Messages != 0 || st.DeadLetters != 1 {
 		t.Fatalf("spool stats after dead-lettering: %+v", st)
 	}
 	// The operator fixes the cause and redrives.
-	if err := h.s3.Put(testBucket, "inbound/ses-p1", testMail(7)); err != nil {
+	if err := h.S3.Put(testBucket, "inbound/ses-p1", testMail(7)); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := c.Redrive(ctx, []string{"p1"}, false); err != nil || r.Redriven != 1 {
 		t.Fatalf("redrive = %+v, %v", r, err)
 	}
-	h.waitSent(1)
+	h.WaitSent(1)
 	if items, err := c.List(ctx, 10); err != nil || len(items) != 0 {
 		t.Errorf("after redrive: %v, %v", items, err)
 	}
@@ -327,13 +329,13 @@ func TestPermanentFailureDeadLetteredAndRedriven(t *testing.T) {
 
 func TestHealthWhileDependenciesHang(t *testing.T) {
 	h := newHarness(t, nil)
-	h.s3.Faults().Next(100, fakes.Hang(3*time.Second))
+	h.S3.Faults().Next(100, fakes.Hang(3*time.Second))
 	for i := range 8 {
-		h.deliver(fmt.Sprintf("h%d", i), fmt.Sprintf("ses-h%d", i), testMail(i), "shop@relay.example.com")
+		h.Deliver(fmt.Sprintf("h%d", i), fmt.Sprintf("ses-h%d", i), testMail(i), "shop@relay.example.com")
 	}
 	// Workers are stuck on S3; health and intake still answer at once.
 	for _, path := range []string{"/livez", "/readyz"} {
-		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + h.relay.HealthAddr + path)
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + h.Relay.HealthAddr + path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
@@ -342,6 +344,6 @@ func TestHealthWhileDependenciesHang(t *testing.T) {
 			t.Errorf("%s = %d", path, resp.StatusCode)
 		}
 	}
-	h.deliver("h-late", "ses-h-late", testMail(99), "shop@relay.example.com")
-	h.s3.Faults().Clear()
+	h.Deliver("h-late", "ses-h-late", testMail(99), "shop@relay.example.com")
+	h.S3.Faults().Clear()
 }

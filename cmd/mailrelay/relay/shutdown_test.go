@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"bufio"
@@ -45,14 +45,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			const grace = 2 * time.Second
 			h := newHarness(t, func(c *config.Config) { c.ShutdownTimeout, c.SESTimeout = grace, tt.sesTimeout })
-			h.shutdown()
-			slow := fakes.NewSES(fakes.SESOptions{Latency: tt.latency})
-			if err := slow.Start("127.0.0.1:0"); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(slow.Close)
-			h.ses, h.awsOpts.SESEndpoint = slow, slow.URL()
-			h.start()
+			h.Shutdown()
+			slow := h.NewSES(fakes.SESOptions{Latency: tt.latency})
+			h.Restart()
 
 			// The sender: one signed delivery every 5 ms, each answer recorded.
 			var (
@@ -66,13 +61,13 @@ func TestShutdownUnderLoad(t *testing.T) {
 				defer close(senderDone)
 				for i := 0; i < 2000 && sendCtx.Err() == nil; i++ {
 					sesID := fmt.Sprintf("ses-sd-%d", i)
-					if err := h.s3.Put(testBucket, "inbound/"+sesID, testMail(i)); err != nil {
+					if err := h.S3.Put(testBucket, "inbound/"+sesID, testMail(i)); err != nil {
 						t.Error(err)
 						return
 					}
-					body := h.signer.Notification(testTopic, fmt.Sprintf("sd-%d", i), "", receivedS3(sesID, "inbound/"+sesID, []string{"shop@relay.example.com"}, nil), "2")
+					body := h.Signer.Notification(testTopic, fmt.Sprintf("sd-%d", i), "", receivedS3(h, sesID, "shop@relay.example.com"), "2")
 					r := postResult{i: i, started: time.Now()}
-					if resp, err := client.Post("http://"+h.relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body)); err == nil {
+					if resp, err := client.Post("http://"+h.Relay.InboundAddr+"/sns", "text/plain", bytes.NewReader(body)); err == nil {
 						_, _ = io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
 						r.code = resp.StatusCode
@@ -98,12 +93,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 
 			// A delivery in progress: headers and half its body are sent
 			// before the cancel, the rest after readiness went 503.
-			straddler, err := net.Dial("tcp", h.relay.InboundAddr)
+			straddler, err := net.Dial("tcp", h.Relay.InboundAddr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer straddler.Close()
-			lateBody := h.signer.Notification(testTopic, "sd-late", "", receivedS3("ses-sd-late", "inbound/ses-sd-late", []string{"shop@relay.example.com"}, nil), "2")
+			lateBody := h.Signer.Notification(testTopic, "sd-late", "", receivedS3(h, "ses-sd-late", "shop@relay.example.com"), "2")
 			fmt.Fprintf(straddler, "POST /sns HTTP/1.1\r\nHost: relay\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", len(lateBody))
 			half := len(lateBody) / 2
 			if _, err := straddler.Write(lateBody[:half]); err != nil {
@@ -112,8 +107,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // the server reads the headers and starts the handler
 
 			// SIGTERM. Readiness must go 503 while Serve is still draining.
-			h.stop()
-			h.stop = nil
+			h.Stop()
 			cancelled := time.Now()
 			probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 			var drainSeen time.Time
@@ -121,14 +115,15 @@ func TestShutdownUnderLoad(t *testing.T) {
 			returned := false
 			for range 500 {
 				select {
-				case served = <-h.done:
+				case <-h.Served():
+					served = h.Env.Shutdown() // returned: collects Serve's error
 					returned = true
 				default:
 				}
 				if returned {
 					break
 				}
-				resp, err := probe.Get("http://" + h.relay.HealthAddr + "/readyz")
+				resp, err := probe.Get("http://" + h.Relay.HealthAddr + "/readyz")
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == 503 {
@@ -164,7 +159,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 			<-senderDone
 			if !returned {
 				select {
-				case served = <-h.done:
+				case <-h.Served():
+					served = h.Env.Shutdown()
 				case <-time.After(grace + 3*time.Second):
 					t.Fatalf("Serve did not return within %v of the cancel", grace+3*time.Second)
 				}
@@ -213,14 +209,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 
 			// Restart with a healthy SES: everything acknowledged goes out once.
-			fast := fakes.NewSES(fakes.SESOptions{})
-			if err := fast.Start("127.0.0.1:0"); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(fast.Close)
-			h.ses, h.awsOpts.SESEndpoint = fast, fast.URL()
-			h.start()
-			waitFor(t, "spool drained after the restart", func() bool { return h.relay.Spool.Stats().Messages == 0 })
+			fast := h.NewSES(fakes.SESOptions{})
+			h.Restart()
+			waitFor(t, "spool drained after the restart", func() bool { return h.Relay.Spool.Stats().Messages == 0 })
 			time.Sleep(100 * time.Millisecond) // room for a wrong extra send
 			sent := map[string]int{}
 			for _, s := range append(slow.Sent(), fast.Sent()...) {
@@ -240,7 +231,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 					t.Errorf("%s forwarded %d times", id, n)
 				}
 			}
-			if st := h.relay.Spool.Stats(); st.DeadLetters != 0 {
+			if st := h.Relay.Spool.Stats(); st.DeadLetters != 0 {
 				t.Errorf("%d dead letters", st.DeadLetters)
 			}
 			t.Logf("forwarded before the shutdown %d, after the restart %d", len(slow.Sent()), len(fast.Sent()))
