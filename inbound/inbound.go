@@ -68,11 +68,6 @@ type Config struct {
 	Verifier *sns.Verifier
 	// Queue persists notifications. Required.
 	Queue Queue
-	// Store is the former name of Queue, read when Queue is nil.
-	//
-	// Deprecated: transitional, until cmd/mailrelay/relay sets Queue; then
-	// remove it.
-	Store Queue
 	// Draining, if set and true, makes every delivery a 503 before it is
 	// stored: the relay is shutting down and SNS should retry elsewhere.
 	Draining func() bool
@@ -146,9 +141,6 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if h.verifier == nil {
 		return nil, errors.New("inbound: no verifier")
-	}
-	if h.queue == nil {
-		h.queue = cfg.Store
 	}
 	if h.queue == nil {
 		return nil, errors.New("inbound: no queue")

@@ -72,7 +72,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Queue: q}); err != nil {
 		t.Errorf("minimal config: %v", err)
 	}
-	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Store: q}); err != nil {
+	if _, err := inbound.New(inbound.Config{TopicARNs: []string{topic}, Verifier: v, Queue: q}); err != nil {
 		t.Errorf("the deprecated Store field is not taken as Queue: %v", err)
 	}
 }

@@ -93,12 +93,6 @@ type Config struct {
 	Aliases Resolver
 	Policy  Policy
 
-	// Store is the former name of Objects, read when Objects is nil.
-	//
-	// Deprecated: transitional, until cmd/mailrelay/relay sets Objects;
-	// then remove it.
-	Store ObjectStore
-
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
 	// RetryMin, RetryMax: exponential backoff bounds (full jitter).
@@ -129,10 +123,6 @@ type Pool struct {
 
 // New validates cfg and returns a pool that is not yet running.
 func New(cfg Config) (*Pool, error) {
-	if cfg.Objects == nil {
-		cfg.Objects = cfg.Store
-	}
-	cfg.Store = nil
 	if cfg.Queue == nil || cfg.Objects == nil || cfg.Sender == nil || cfg.Aliases == nil || cfg.Metrics == nil {
 		return nil, errors.New("mailproc: Queue, Objects, Sender, Aliases and Metrics are required")
 	}

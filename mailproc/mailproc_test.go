@@ -45,12 +45,6 @@ func TestNew(t *testing.T) {
 		}
 	}
 
-	old := full
-	old.Objects, old.Store = nil, full.Objects
-	if p, err := New(old); err != nil || p.cfg.Objects == nil {
-		t.Errorf("the deprecated Store field is not taken as Objects: %v", err)
-	}
-
 	p, err := New(full)
 	if err != nil {
 		t.Fatal(err)

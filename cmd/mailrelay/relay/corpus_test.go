@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -13,24 +11,15 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/mailrelay/mailrelay/inbound/admin"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 )
 
 // corpus returns every sample mail the project ships, by file name.
 func corpus(t *testing.T) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, pattern := range []string{"../../../localstack/e2e/testdata/mail/*.eml", "../../../mailproc/rewrite/testdata/*.eml"} {
-		files, err := filepath.Glob(pattern)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[filepath.Base(f)] = b
-		}
+	for _, f := range mailtest.Corpus() {
+		out[f.Name] = f.Raw
 	}
 	if len(out) < 30 {
 		t.Fatalf("corpus has %d mails, want at least 30", len(out))

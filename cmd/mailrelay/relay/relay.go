@@ -269,7 +269,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 		MaxBodyBytes: cfg.SNSMaxBodyBytes,
 		RetryAfter:   cfg.RetryAfter,
 		Verifier:     verifier,
-		Store:        s,
+		Queue:        s,
 		Draining:     r.draining.Load,
 		Metrics:      r.m,
 		Logger:       r.log.With("component", "inbound"),
@@ -283,7 +283,7 @@ func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclie
 	pool, err := mailproc.New(mailproc.Config{
 		Workers: cfg.Workers,
 		Queue:   s,
-		Store:   clients.S3,
+		Objects: clients.S3,
 		Sender:  clients.SES,
 		Aliases: r.aliases,
 		Policy: mailproc.Policy{

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/inbound/admin"
+	"github.com/mailrelay/mailrelay/mailproc/mailtest"
 )
 
 // bodyOf returns what follows the header block.
@@ -59,10 +59,7 @@ func parts(t *testing.T, raw []byte) [][]byte {
 
 func TestForwardWithAttachment(t *testing.T) {
 	h := newHarness(t, nil)
-	src, err := os.ReadFile("../../../mailproc/rewrite/testdata/attachment.eml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := mailtest.Mail("attachment.eml")
 	h.Deliver("sns-1", "ses-1", src, "shop@relay.example.com")
 	sent := h.WaitSent(1)[0]
 
