@@ -9,8 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 // Outcome label values of mailrelay_external_call_duration_seconds.
@@ -19,8 +17,10 @@ const (
 	OutcomeError   = "error"
 	OutcomeTimeout = "timeout"
 	// OutcomeBreakerOpen: the call was refused by the dependency's open
-	// circuit breaker; the same word as the failure reason.
-	OutcomeBreakerOpen = string(failure.ReasonBreakerOpen)
+	// circuit breaker; the same word as failure.ReasonBreakerOpen (a test
+	// keeps them equal: telemetry depends on no other package of the relay,
+	// so health, which serves it, stays free of the mail pipeline).
+	OutcomeBreakerOpen = "breaker_open"
 )
 
 // Outcome label values of mailrelay_messages_total (its reason label takes

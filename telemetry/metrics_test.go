@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 )
 
 func TestContractMetricNames(t *testing.T) {
@@ -111,5 +113,11 @@ func TestNewLogger(t *testing.T) {
 	}
 	if _, err := NewLogger(&buf, "info", "xml"); err == nil {
 		t.Error("bad format accepted")
+	}
+}
+
+func TestOutcomeBreakerOpenIsTheFailureReason(t *testing.T) {
+	if OutcomeBreakerOpen != string(failure.ReasonBreakerOpen) {
+		t.Errorf("OutcomeBreakerOpen %q, failure.ReasonBreakerOpen %q: one word for one thing", OutcomeBreakerOpen, failure.ReasonBreakerOpen)
 	}
 }
