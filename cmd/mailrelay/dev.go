@@ -41,9 +41,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		args, relayArgs = args[:i], args[i+1:]
 	}
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, devUsage)
+		fmt.Fprint(fs.Output(), devUsage)
 		fs.PrintDefaults()
 	}
 	dir := fs.String("dir", devstack.DefaultDir, "playground state: aliases.yaml, spool/, inbound/, outbox/")
@@ -53,11 +52,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	control := fs.String("control", devstack.DefaultControlAddr, "control server of the playground (loopback only)")
 	logLevel := fs.String("log-level", "warn", "relay log level on stderr: debug, info (every step of every mail), warn or error")
 	noSample := fs.Bool("no-sample", false, "do not push the bundled sample mail on a fresh --dir")
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("dev: unexpected arguments %q (relay flags go after --)", fs.Args())
+		return &config.UsageError{Err: fmt.Errorf("dev: unexpected arguments %q (relay flags go after --)", fs.Args())}
 	}
 	log, err := telemetry.NewLogger(stderr, *logLevel, "text")
 	if err != nil {
@@ -155,9 +154,8 @@ func printOutcome(w io.Writer, name string, s devstack.Status, err error, adminA
 // devSend implements `mailrelay dev send`.
 func devSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, devUsage[:strings.Index(devUsage, "\n\n")+1]+"\nflags of 'mailrelay dev send':\n")
+		fmt.Fprint(fs.Output(), devUsage[:strings.Index(devUsage, "\n\n")+1]+"\nflags of 'mailrelay dev send':\n")
 		fs.PrintDefaults()
 	}
 	control := fs.String("control", devstack.DefaultControlAddr, "control server of the running playground")
@@ -166,12 +164,11 @@ func devSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		to = append(to, config.SplitList(s)...)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return errors.New("dev send: give at least one FILE.eml (- reads stdin)")
+		return &config.UsageError{Err: errors.New("dev send: give at least one FILE.eml (- reads stdin)")}
 	}
 	c := &devstack.Client{BaseURL: "http://" + *control}
 	adminAddr := ""
