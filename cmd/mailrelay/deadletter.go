@@ -88,7 +88,7 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func adminError(err error, addr string) error {
 	var op *net.OpError
 	if errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial") {
-		return fmt.Errorf("no relay answers on the admin API at %s: is a relay running with RELAY_ADMIN_LISTEN=%s? (start one with 'bin/mailrelay serve' or 'bin/mailrelay dev', or point --admin at its admin listener): %w", addr, addr, err)
+		return fmt.Errorf("admin API: nothing answers at %s: is a relay running with RELAY_ADMIN_LISTEN=%s? Start one ('bin/mailrelay dev' or 'bin/mailrelay serve') or point --admin at its admin listener (%w)", addr, addr, err)
 	}
 	return err
 }

@@ -29,19 +29,19 @@ import (
 // AWS region, spool lock, listener ports) and reports every problem at
 // once before it creates a file or keeps a port; only then it runs the relay.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(args, os.LookupEnv, stdout)
-	if err != nil {
-		return err
+	cfg, cfgErr := config.Load(args, os.LookupEnv, stdout)
+	if cfg == nil {
+		return cfgErr // --help, or a flag that does not parse
 	}
 	log, err := telemetry.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
-		return &config.UsageError{Err: fmt.Errorf("%s: %w", config.Setting("log-format"), err)}
+		cfgErr = errors.Join(cfgErr, &config.UsageError{Err: fmt.Errorf("--log-level / --log-format: %w", err)})
 	}
-	log = slog.New(friendlyHandler{log.Handler()})
 	table, err := preflight(ctx, cfg, os.LookupEnv)
-	if err != nil {
+	if err := errors.Join(cfgErr, err); err != nil {
 		return err
 	}
+	log = slog.New(friendlyHandler{log.Handler()})
 	log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", len(table.addrs), "domains", strings.Join(table.domains, ","))
 
 	hupCtx, stopHUP := context.WithCancel(ctx)
@@ -217,8 +217,8 @@ func lockHolder(lock string) (pid int, held bool) {
 
 // checkPortFree binds addr for a moment to learn whether it is free.
 func checkPortFree(flagName, addr string) error {
-	if addr == "" || strings.HasSuffix(addr, ":0") {
-		return nil
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		return nil // empty (disabled), malformed (Validate says so) or any free port
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

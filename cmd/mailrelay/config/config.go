@@ -153,8 +153,10 @@ flags:
 // environment (lookup, normally os.LookupEnv) into a validated Config.
 // --help prints Usage and the flags to usage and returns flag.ErrHelp.
 // Every other error is a *UsageError and nothing is printed: a flag that
-// cannot be parsed stops at once; bad variables and settings that Validate
-// refuses are reported together, each with its flag and variable.
+// cannot be parsed stops at once (nil Config); bad variables and settings
+// that Validate refuses are reported together, each with its flag and
+// variable, and the Config is returned too so that callers can check
+// further (the rest of the settings are as parsed, or their defaults).
 func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*Config, error) {
 	c := &Config{}
 	fs := newFlagSet("serve", c)
@@ -177,13 +179,13 @@ func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*
 		}
 		if v, ok := lookup(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%s (--%s): %w", EnvName(f.Name), v, f.Name, err))
+				errs = append(errs, fmt.Errorf("%s=%s (--%s): %w", EnvName(f.Name), v, f.Name, explainValue(f, v, err)))
 				_ = f.Value.Set(f.DefValue) // a failed Set may have zeroed it: validate the rest against the default
 			}
 		}
 	})
 	if err := errors.Join(append(errs, c.Validate())...); err != nil {
-		return nil, &UsageError{err}
+		return c, &UsageError{err}
 	}
 	return c, nil
 }
@@ -193,11 +195,6 @@ func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*
 // problem is a one-line *UsageError that names the flag and, for a bad
 // value, says what a good one looks like ("a duration needs a unit").
 func ParseFlags(fs *flag.FlagSet, args []string, help io.Writer) error {
-	fs.VisitAll(func(f *flag.Flag) {
-		if _, done := f.Value.(*friendlyValue); !done {
-			f.Value = &friendlyValue{Value: f.Value}
-		}
-	})
 	usage := fs.Usage
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -216,38 +213,17 @@ func ParseFlags(fs *flag.FlagSet, args []string, help io.Writer) error {
 		}
 		return err
 	}
-	return &UsageError{flagParseError(err)}
+	return &UsageError{flagParseError(fs, err)}
 }
 
-// friendlyValue wraps a flag's value so that a bad value is explained in
-// the user's words ("a duration needs a unit") instead of "parse error".
-type friendlyValue struct{ flag.Value }
-
-func (v *friendlyValue) String() string {
-	if v == nil || v.Value == nil {
-		return ""
+// explainValue says in the user's words why s is no value for f (the
+// flag package says "parse error").
+func explainValue(f *flag.Flag, s string, err error) error {
+	var cur any
+	if g, ok := f.Value.(flag.Getter); ok {
+		cur = g.Get()
 	}
-	return v.Value.String()
-}
-
-func (v *friendlyValue) IsBoolFlag() bool {
-	b, ok := v.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
-
-func (v *friendlyValue) Get() any {
-	if g, ok := v.Value.(flag.Getter); ok {
-		return g.Get()
-	}
-	return nil
-}
-
-func (v *friendlyValue) Set(s string) error {
-	err := v.Value.Set(s)
-	if err == nil {
-		return nil
-	}
-	switch v.Get().(type) {
+	switch cur.(type) {
 	case time.Duration:
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			return fmt.Errorf("a duration needs a unit, e.g. %ss (or ms, m, h)", s)
@@ -263,11 +239,11 @@ func (v *friendlyValue) Set(s string) error {
 
 // flagParseError rewrites the flag package's errors into one line that
 // names the flag with the same dashes the rest of the messages use.
-func flagParseError(err error) error {
+func flagParseError(fs *flag.FlagSet, err error) error {
 	msg := err.Error()
 	for _, p := range []struct{ prefix, mid, sep string }{
-		{"invalid value ", " for flag -", " "},    // invalid value "2" for flag -retry-min: why
-		{"invalid boolean value ", " for -", "="}, // invalid boolean value "x" for -drop-spam: why
+		{"invalid value ", " for flag -", " "},    // invalid value "2" for flag -retry-min: parse error
+		{"invalid boolean value ", " for -", "="}, // invalid boolean value "x" for -drop-spam: parse error
 	} {
 		rest, ok := strings.CutPrefix(msg, p.prefix)
 		if !ok {
@@ -279,6 +255,9 @@ func flagParseError(err error) error {
 		}
 		val, _ := strconv.Unquote(q)
 		name, why, _ := strings.Cut(strings.TrimPrefix(rest[len(q):], p.mid), ": ")
+		if f := fs.Lookup(name); f != nil {
+			why = explainValue(f, val, errors.New(why)).Error()
+		}
 		return fmt.Errorf("--%s%s%s: %s", name, p.sep, val, why)
 	}
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
