@@ -8,6 +8,9 @@ BIN     := bin/mailrelay
 PKGS    := ./...
 FUZZTIME ?= 5s
 TICK    ?= 20
+DEV_FLAGS ?=
+# BIN as a command: ./bin/mailrelay, or BIN itself when absolute.
+BIN_EXEC = $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 
 # The groups of `make test`, each announced before it runs; together they
 # must be every package (`make test` checks that first).
@@ -41,9 +44,10 @@ build: deps
 # The playground: the real relay with in-process S3/SNS/SES stand-ins. The
 # binary runs in make's place (no shell in between), so Ctrl-C reaches it,
 # it drains and says "stopped", and make exits 0.
+# DEV_FLAGS are extra `mailrelay dev` flags, e.g. DEV_FLAGS='--dir /tmp/dev'.
 run: build
-	@printf '\n==> starting the playground: %s dev (Ctrl-C stops it)\n\n' $(BIN)
-	@./$(BIN) dev
+	@printf '\n==> starting the playground: %s dev %s(Ctrl-C stops it)\n\n' $(BIN) "$(DEV_FLAGS)"
+	@$(BIN_EXEC) dev $(DEV_FLAGS)
 
 # The README's test command: unit and in-process end-to-end tests with the
 # race detector, vet, and the deploy checks (Helm chart, Terraform,

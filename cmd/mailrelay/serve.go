@@ -44,9 +44,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log = slog.New(friendlyHandler{log.Handler()})
 	log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", len(table.addrs), "domains", strings.Join(table.domains, ","))
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	hupCtx, stopHUP := context.WithCancel(ctx)
 	defer stopHUP()
-	go logAliasReloads(hupCtx, log, cfg.AliasesFile, table)
+	go logAliasReloads(hupCtx, hup, log, cfg.AliasesFile, table)
 
 	err = relay.Serve(ctx, cfg, relay.Deps{Logger: log})
 	return explainServeError(err, cfg)
@@ -117,10 +120,7 @@ func readAliases(path string) (*aliasSet, error) {
 // logAliasReloads reports each SIGHUP reload with what changed. The relay
 // reloads the table itself; this reads the same file to count the change
 // (a file the relay refuses is logged by the relay and skipped here).
-func logAliasReloads(ctx context.Context, log *slog.Logger, path string, prev *aliasSet) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func logAliasReloads(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, path string, prev *aliasSet) {
 	for {
 		select {
 		case <-ctx.Done():
