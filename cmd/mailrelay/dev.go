@@ -65,7 +65,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log = slog.New(friendlyHandler{log.Handler()})
+	log = slog.New(friendlyHandler{h: log.Handler()})
 	_, statErr := os.Stat(*dir)
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: *dir, ControlAddr: *control,

@@ -443,7 +443,7 @@ aliases:
 // With.
 func TestFriendlyHandler(t *testing.T) {
 	var b bytes.Buffer
-	log := slog.New(friendlyHandler{slog.NewJSONHandler(&b, nil)}).With("timeout", 3*time.Second)
+	log := slog.New(friendlyHandler{h: slog.NewJSONHandler(&b, nil), countedReloads: true}).With("timeout", 3*time.Second)
 	log.Info("x", "grace", 25*time.Second, slog.Group("g", "d", time.Millisecond))
 	log.Info("aliases reloaded") // the relay's own, replaced by the counted one
 	got := b.String()

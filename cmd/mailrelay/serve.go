@@ -41,7 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := errors.Join(cfgErr, err); err != nil {
 		return err
 	}
-	log = slog.New(friendlyHandler{log.Handler()})
+	log = slog.New(friendlyHandler{h: log.Handler(), countedReloads: true})
 	log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", len(table.addrs), "domains", strings.Join(table.domains, ","))
 
 	hup := make(chan os.Signal, 1)
@@ -250,9 +250,12 @@ func explainServeError(err error, cfg *config.Config) error {
 }
 
 // friendlyHandler writes durations as people read them ("25s", not
-// 25000000000) and drops the relay's own count-less "aliases reloaded"
-// (logAliasReloads logs the reload with what changed).
-type friendlyHandler struct{ h slog.Handler }
+// 25000000000). With countedReloads it drops the relay's own count-less
+// "aliases reloaded" (logAliasReloads logs the reload with what changed).
+type friendlyHandler struct {
+	h              slog.Handler
+	countedReloads bool
+}
 
 func (f friendlyHandler) Enabled(ctx context.Context, l slog.Level) bool { return f.h.Enabled(ctx, l) }
 
@@ -264,7 +267,7 @@ func (f friendlyHandler) Handle(ctx context.Context, r slog.Record) error {
 		out.AddAttrs(friendlyAttr(a))
 		return true
 	})
-	if r.Message == "aliases reloaded" && !counted {
+	if f.countedReloads && r.Message == "aliases reloaded" && !counted {
 		return nil
 	}
 	return f.h.Handle(ctx, out)
@@ -275,11 +278,11 @@ func (f friendlyHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	for i, a := range as {
 		fixed[i] = friendlyAttr(a)
 	}
-	return friendlyHandler{f.h.WithAttrs(fixed)}
+	return friendlyHandler{f.h.WithAttrs(fixed), f.countedReloads}
 }
 
 func (f friendlyHandler) WithGroup(name string) slog.Handler {
-	return friendlyHandler{f.h.WithGroup(name)}
+	return friendlyHandler{f.h.WithGroup(name), f.countedReloads}
 }
 
 func friendlyAttr(a slog.Attr) slog.Attr {
