@@ -43,7 +43,8 @@ build: deps
 
 # The playground: the real relay with in-process S3/SNS/SES stand-ins. The
 # binary runs in make's place (no shell in between), so Ctrl-C reaches it,
-# it drains and says "stopped", and make exits 0.
+# it drains, says "stopped" and exits 0, and make reports no error (GNU make
+# itself still ends by the SIGINT it got, as any interrupted make does).
 # DEV_FLAGS are extra `mailrelay dev` flags, e.g. DEV_FLAGS='--dir /tmp/dev'.
 run: build
 	@printf '\n==> starting the playground: %s dev %s(Ctrl-C stops it)\n\n' $(BIN) "$(DEV_FLAGS)"
