@@ -1,29 +1,77 @@
 # mailrelay — see README.md. Every target works on a fresh machine.
+#
+# Long steps say what they do: each starts with a "==>" line, and while one
+# runs a "... still" line follows every $(TICK) seconds, so nothing is silent
+# for long (the first build compiles for minutes on a cold cache).
 GO      ?= go
 BIN     := bin/mailrelay
 PKGS    := ./...
 FUZZTIME ?= 5s
+TICK    ?= 20
+DEV_FLAGS ?=
+# BIN as a command: ./bin/mailrelay, or BIN itself when absolute.
+BIN_EXEC = $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 
-.PHONY: all build run test vet fuzz bench e2e incident clean
+# The groups of `make test`, each announced before it runs; together they
+# must be every package (`make test` checks that first).
+TEST_GROUPS ?= ./telemetry/... ./health/... ./mailproc/... ./inbound/... ./awsclient/... \
+	./cmd/mailrelay/config/... ./cmd/mailrelay/recovery/... ./cmd/mailrelay/devstack/... \
+	./cmd/mailrelay ./cmd/mailrelay/relay/... ./cmd/mailrelay/chaos/... ./cmd/mailrelay-load/... \
+	./localstack/...
+
+# $(call step,WHAT,COMMAND): print "==> WHAT", run COMMAND with a "... still
+# WHAT (Ns)" line every $(TICK) s, then the time it took; fails as COMMAND
+# does. WHAT and COMMAND must not contain commas.
+step = printf '\n==> %s\n' "$(1)"; s0=$$(date +%s); \
+	( trap 'kill $$sp 2>/dev/null; exit 0' TERM; while :; do sleep $(TICK) & sp=$$!; wait $$sp; \
+	  printf '    ... still %s (%ss)\n' "$(1)" $$(( $$(date +%s) - s0 )); done ) & tick=$$!; \
+	rc=0; $(2) || rc=$$?; kill $$tick 2>/dev/null; wait $$tick 2>/dev/null; \
+	printf '    done in %ss: %s\n' $$(( $$(date +%s) - s0 )) "$(1)"; [ $$rc -eq 0 ]
+
+.PHONY: all build deps run test test-groups vet fuzz bench e2e incident clean
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/mailrelay
+# Go modules (~0.9 GB on a fresh machine, once): one "# get" line per download.
+deps:
+	@$(call step,Go $$($(GO) env GOVERSION) (go.mod wants $$(sed -n 's/^go //p' go.mod)); downloading modules into $$($(GO) env GOMODCACHE) (first time ~0.9 GB),$(GO) mod download -x 2>&1 | grep --line-buffered '^# get .*zip$$' || true)
 
-# The playground: the real relay with in-process S3/SNS/SES stand-ins.
-run:
-	$(GO) run ./cmd/mailrelay dev
+# bin/mailrelay. On a cold cache this compiles for minutes (~2 GB of build
+# cache in $(go env GOCACHE)); afterwards it takes seconds.
+build: deps
+	@$(call step,compiling $(BIN) (cold cache: minutes; later: seconds),$(GO) build -o $(BIN) ./cmd/mailrelay)
+
+# The playground: the real relay with in-process S3/SNS/SES stand-ins. The
+# binary runs in make's place (no shell in between), so Ctrl-C reaches it,
+# it drains, says "stopped" and exits 0, and make reports no error (GNU make
+# itself still ends by the SIGINT it got, as any interrupted make does).
+# DEV_FLAGS are extra `mailrelay dev` flags, e.g. DEV_FLAGS='--dir /tmp/dev'.
+run: build
+	@printf '\n==> starting the playground: %s dev %s(Ctrl-C stops it)\n\n' $(BIN) "$(DEV_FLAGS)"
+	@$(BIN_EXEC) dev $(DEV_FLAGS)
 
 # The README's test command: unit and in-process end-to-end tests with the
 # race detector, vet, and the deploy checks (Helm chart, Terraform,
 # dashboards and alerts; a separate module so Helm stays out of go.mod).
-test: vet
-	$(GO) test -race -count=1 $(PKGS)
-	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+# Each group is announced before it runs.
+test: deps test-groups
+	@$(call step,compiling every package (go build ./...),$(GO) build $(PKGS))
+	@set -e; n=0; total=$(words $(TEST_GROUPS)); for g in $(TEST_GROUPS); do n=$$((n+1)); \
+	  $(call step,test $$n/$$total: go vet + go test -race $$g,$(GO) vet $$g && $(GO) test -race -count=1 $$g); \
+	done
+	@$(call step,deploy checks: downloading the deploy module's modules (Helm; first time ~0.5 GB),cd deploy && $(GO) mod download)
+	@$(call step,deploy checks: go vet (Helm chart; Terraform; dashboards and alerts),cd deploy && $(GO) vet ./...)
+	@$(call step,deploy checks: go test,cd deploy && $(GO) test -count=1 ./...)
+	@printf '\n==> make test: all passed\n'
+
+# Every package is in exactly one of TEST_GROUPS.
+test-groups:
+	@grouped=" $$($(GO) list $(TEST_GROUPS) | tr '\n' ' ') "; missing=; \
+	for p in $$($(GO) list $(PKGS)); do case "$$grouped" in *" $$p "*) ;; *) missing="$$missing $$p";; esac; done; \
+	if [ -n "$$missing" ]; then echo "Makefile: TEST_GROUPS misses:$$missing" >&2; exit 1; fi
 
 vet:
-	$(GO) vet $(PKGS)
+	@$(call step,go vet $(PKGS),$(GO) vet $(PKGS))
 
 # Run every fuzz target briefly (FUZZTIME each).
 fuzz:

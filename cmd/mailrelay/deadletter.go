@@ -6,35 +6,62 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/inbound/admin"
 )
 
+const deadletterUsage = `usage: mailrelay deadletter list [--admin ADDR] [--limit N]
+       mailrelay deadletter redrive [--admin ADDR] ID... | --all
+
+Talks to a running relay's admin API (RELAY_ADMIN_LISTEN, default
+127.0.0.1:8082; 'bin/mailrelay dev' serves it too).
+
+`
+
 func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("deadletter: want list or redrive")
+	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, deadletterUsage)
+			return flag.ErrHelp
+		}
+		if len(args) == 0 {
+			return &config.UsageError{Err: errors.New("deadletter: want list or redrive")}
+		}
+		return &config.UsageError{Err: fmt.Errorf("deadletter: unknown subcommand %q (want list or redrive)", args[0])}
 	}
 	fs := flag.NewFlagSet("deadletter "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), deadletterUsage+"flags of 'mailrelay deadletter "+args[0]+"':\n")
+		fs.PrintDefaults()
+	}
 	def := os.Getenv(config.EnvName("admin-listen"))
 	if def == "" {
 		def = "127.0.0.1:8082"
 	}
 	addr := fs.String("admin", def, "admin listener of the running relay (RELAY_ADMIN_LISTEN)")
-	limit := fs.Int("limit", 1000, "list at most this many")
-	all := fs.Bool("all", false, "redrive every dead letter")
-	if err := fs.Parse(args[1:]); err != nil {
+	var limit *int
+	var all *bool
+	if args[0] == "list" {
+		limit = fs.Int("limit", 1000, "list at most this many")
+	} else {
+		all = fs.Bool("all", false, "redrive every dead letter")
+	}
+	if err := config.ParseFlags(fs, args[1:], stdout); err != nil {
 		return err
 	}
 	c := &admin.Client{BaseURL: "http://" + *addr}
-	switch args[0] {
-	case "list":
+	if args[0] == "list" {
+		if fs.NArg() > 0 {
+			return &config.UsageError{Err: fmt.Errorf("deadletter list: unexpected arguments %q", fs.Args())}
+		}
 		items, err := c.List(ctx, *limit)
 		if err != nil {
-			return err
+			return adminError(err, *addr)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tDEAD AT\tATTEMPTS\tBYTES\tREASON")
@@ -42,21 +69,28 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", it.ID, it.Kind, it.DeadAt.Format("2006-01-02T15:04:05Z07:00"), it.Attempts, it.Bytes, it.Reason)
 		}
 		return tw.Flush()
-	case "redrive":
-		if *all == (fs.NArg() > 0) {
-			return errors.New("deadletter redrive: give ids or --all")
-		}
-		resp, err := c.Redrive(ctx, fs.Args(), *all)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "redriven: %d\n", resp.Redriven)
-		if resp.NotFound != "" {
-			return errors.New(resp.NotFound)
-		}
-		return nil
 	}
-	return fmt.Errorf("deadletter: unknown subcommand %q", args[0])
+	if *all == (fs.NArg() > 0) {
+		return &config.UsageError{Err: errors.New("deadletter redrive: give ids or --all")}
+	}
+	resp, err := c.Redrive(ctx, fs.Args(), *all)
+	if err != nil {
+		return adminError(err, *addr)
+	}
+	fmt.Fprintf(stdout, "redriven: %d\n", resp.Redriven)
+	if resp.NotFound != "" {
+		return errors.New(resp.NotFound)
+	}
+	return nil
+}
+
+// adminError explains an admin API that does not answer.
+func adminError(err error, addr string) error {
+	var op *net.OpError
+	if errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial") {
+		return fmt.Errorf("admin API: nothing answers at %s: is a relay running with RELAY_ADMIN_LISTEN=%s? Start one ('bin/mailrelay dev' or 'bin/mailrelay serve') or point --admin at its admin listener (%w)", addr, addr, err)
+	}
+	return err
 }
 
 func printConfig(w io.Writer) error {

@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
@@ -41,9 +44,8 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		args, relayArgs = args[:i], args[i+1:]
 	}
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, devUsage)
+		fmt.Fprint(fs.Output(), devUsage)
 		fs.PrintDefaults()
 	}
 	dir := fs.String("dir", devstack.DefaultDir, "playground state: aliases.yaml, spool/, inbound/, outbox/")
@@ -53,30 +55,82 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	control := fs.String("control", devstack.DefaultControlAddr, "control server of the playground (loopback only)")
 	logLevel := fs.String("log-level", "warn", "relay log level on stderr: debug, info (every step of every mail), warn or error")
 	noSample := fs.Bool("no-sample", false, "do not push the bundled sample mail on a fresh --dir")
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("dev: unexpected arguments %q (relay flags go after --)", fs.Args())
+		return &config.UsageError{Err: fmt.Errorf("dev: unexpected arguments %q (relay flags go after --)", fs.Args())}
 	}
 	log, err := telemetry.NewLogger(stderr, *logLevel, "text")
 	if err != nil {
 		return err
 	}
+	log = slog.New(friendlyHandler{h: log.Handler()})
+	_, statErr := os.Stat(*dir)
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: *dir, ControlAddr: *control,
 		Listen: *listen, HealthListen: *healthListen, AdminListen: *adminListen,
 		RelayArgs: relayArgs, NoSample: *noSample, Logger: log,
 	})
 	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+		if errors.Is(statErr, os.ErrNotExist) {
+			// Leave no half-made directory behind: the next run would
+			// take it for a used one and skip the sample mail.
+			_ = os.RemoveAll(*dir)
+		}
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return fmt.Errorf("dev: %w", devStartError(err))
 	}
 	printDevBanner(stdout, st)
 	if st.Sample != nil {
 		printSample(ctx, stdout, st)
 	}
 	fmt.Fprintln(stdout, "\nRunning; Ctrl-C stops.")
-	return st.Wait()
+	select {
+	case <-st.Done():
+		return st.Wait()
+	case <-ctx.Done():
+	}
+	before := st.Relay.Spool.Stats()
+	fmt.Fprintf(stdout, "\nstopping: draining the relay (%d notifications spooled)...\n", before.Messages)
+	err = st.Wait()
+	after := st.Relay.Spool.Stats()
+	fmt.Fprintf(stdout, "stopped: drained %d, %d left in %s for the next start, %d dead letters kept\n",
+		max(before.Messages-after.Messages, 0), after.Messages, display(st.SpoolDir), after.DeadLetters)
+	return err
+}
+
+// devStartError words a busy port for people.
+func devStartError(err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (is another 'mailrelay dev' or relay running? find it with 'lsof -i'; or pick other ports: see 'mailrelay dev --help')", err)
+	}
+	return err
+}
+
+// selfCommand is how the user can run this binary again from the working
+// directory: bin/mailrelay after 'make build', "go run ./cmd/mailrelay"
+// under go run, else "mailrelay" (on PATH) or the absolute path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "mailrelay"
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/mailrelay"
+	}
+	if p, err := exec.LookPath("mailrelay"); err == nil {
+		if same, _ := filepath.EvalSymlinks(p); same == exe || p == exe {
+			return "mailrelay"
+		}
+	}
+	if d := display(exe); !filepath.IsAbs(d) && !strings.Contains(d, string(filepath.Separator)) {
+		return "./" + d
+	} else {
+		return d
+	}
 }
 
 // printDevBanner prints where to look.
@@ -88,11 +142,11 @@ func printDevBanner(w io.Writer, st *devstack.Stack) {
 	}
 	admin := "(disabled)"
 	if info.Admin != "" {
-		admin = info.Admin + "/deadletters   (mailrelay deadletter list --admin " + st.Relay.AdminAddr + ")"
+		admin = info.Admin + "/deadletters   (" + selfCommand() + " deadletter list --admin " + st.Relay.AdminAddr + ")"
 	}
 	fmt.Fprintf(w, `mailrelay dev: the relay with stand-ins for S3, SES and SNS; nothing leaves this machine.
 
-  send a mail   mailrelay dev send%s FILE.eml
+  send a mail   %s dev send%s FILE.eml
                 or: curl --data-binary @FILE.eml 'http://%s/send?to=shop@relay.example.com'
   aliases       %s
   outbox        %s   (forwarded mail, one .eml per SES send)
@@ -103,7 +157,7 @@ func printDevBanner(w io.Writer, st *devstack.Stack) {
   admin         %s
   fake S3       %s
   fake SES      %s
-`, controlFlag, st.ControlAddr, display(info.AliasesFile), display(info.OutboxDir), display(info.InboundDir),
+`, selfCommand(), controlFlag, st.ControlAddr, display(info.AliasesFile), display(info.OutboxDir), display(info.InboundDir),
 		info.Inbound, info.Health, info.Health, info.Health, admin, info.S3, info.SES)
 }
 
@@ -140,7 +194,7 @@ func printOutcome(w io.Writer, name string, s devstack.Status, err error, adminA
 	case s.State == devstack.StateDeadLettered:
 		fmt.Fprintf(w, "%s: dead-lettered (kept, not lost): %s\n", name, s.Reason)
 		if adminAddr != "" {
-			fmt.Fprintf(w, "%s: see it with: mailrelay deadletter list --admin %s\n", name, adminAddr)
+			fmt.Fprintf(w, "%s: see it with: %s deadletter list --admin %s\n", name, selfCommand(), adminAddr)
 		}
 	case s.State == devstack.StateRefused:
 		fmt.Fprintf(w, "%s: refused by the relay: nothing was spooled\n", name)
@@ -155,9 +209,8 @@ func printOutcome(w io.Writer, name string, s devstack.Status, err error, adminA
 // devSend implements `mailrelay dev send`.
 func devSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, devUsage[:strings.Index(devUsage, "\n\n")+1]+"\nflags of 'mailrelay dev send':\n")
+		fmt.Fprint(fs.Output(), devUsage[:strings.Index(devUsage, "\n\n")+1]+"\nflags of 'mailrelay dev send':\n")
 		fs.PrintDefaults()
 	}
 	control := fs.String("control", devstack.DefaultControlAddr, "control server of the running playground")
@@ -166,12 +219,11 @@ func devSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		to = append(to, config.SplitList(s)...)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return errors.New("dev send: give at least one FILE.eml (- reads stdin)")
+		return &config.UsageError{Err: errors.New("dev send: give at least one FILE.eml (- reads stdin)")}
 	}
 	c := &devstack.Client{BaseURL: "http://" + *control}
 	adminAddr := ""

@@ -10,6 +10,9 @@
 //	mailrelay config                      print the configuration table
 //	mailrelay redrive-sns-dlq --queue-url URL  re-POST the SNS dead-letter queue to the relay
 //	mailrelay reconcile --bucket B --since T   find mail in S3 the relay never processed
+//
+// Exit codes: 0 success (also a clean stop on SIGINT/SIGTERM), 1 failure,
+// 2 a mistake in flags, variables or settings.
 package main
 
 import (
@@ -20,20 +23,48 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "mailrelay:", err)
-		os.Exit(1)
+	os.Exit(report(err, os.Args[1:], os.Stderr))
+}
+
+// report prints err for people and returns the exit code: 0 for none (or
+// --help), 2 for a usage mistake (with a pointer to --help instead of the
+// whole usage), 1 otherwise. Several problems are listed one per line.
+func report(err error, args []string, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		fmt.Fprintln(stderr, "mailrelay:", lines[0])
+	} else {
+		fmt.Fprintf(stderr, "mailrelay: %d problems:\n", len(lines))
+		for _, l := range lines {
+			fmt.Fprintln(stderr, "  -", l)
+		}
+	}
+	var ue *config.UsageError
+	if !errors.As(err, &ue) {
+		return 1
+	}
+	cmd := "mailrelay"
+	if len(args) > 0 && knownCommand(args[0]) {
+		cmd += " " + args[0]
+		if args[0] == "deadletter" && len(args) > 1 && (args[1] == "list" || args[1] == "redrive") {
+			cmd += " " + args[1]
+		}
+	}
+	fmt.Fprintf(stderr, "Run '%s --help' for the flags.\n", cmd)
+	return 2
 }
 
 const usage = `usage: mailrelay <command> [flags]
@@ -48,16 +79,26 @@ commands:
                                re-POST the SNS subscription's dead-letter SQS queue to the relay
   reconcile --bucket B --since T
                                list mail objects in S3 the relay never processed (--submit: hand them over)
+
+'mailrelay <command> --help' lists a command's flags.
 `
+
+func knownCommand(name string) bool {
+	switch name {
+	case "serve", "deadletter", "config", "dev", "redrive-sns-dlq", "reconcile":
+		return true
+	}
+	return false
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command")
+		return &config.UsageError{Err: errors.New("no command")}
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "deadletter":
 		return deadletter(ctx, args[1:], stdout, stderr)
 	case "config":
@@ -72,6 +113,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return &config.UsageError{Err: fmt.Errorf("unknown command %q (commands: serve, dev, deadletter, config, redrive-sns-dlq, reconcile)", args[0])}
 }

@@ -25,19 +25,17 @@ import (
 // into the relay's /sns endpoint (see recovery.Redrive).
 func redriveSNSDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("redrive-sns-dlq", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	queueURL := fs.String("queue-url", "", "URL of the subscription's dead-letter SQS queue (required)")
 	relayURL := fs.String("relay", "http://127.0.0.1:8080/sns", "the relay's inbound SNS endpoint")
 	max := fs.Int("max", recovery.DefaultRedriveMax, "handle at most this many messages")
 	wait := fs.Duration("wait", 0, "keep receiving this long after the queue looks empty (0: stop at the first empty receive)")
 	poll := fs.Duration("poll", 2*time.Second, "long-poll wait of each receive (1s to 5s)")
 	deleteRejected := fs.Bool("delete-rejected", false, "delete messages the relay refuses with a final 4xx instead of leaving them queued")
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *queueURL == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("redrive-sns-dlq: --queue-url is required and no arguments are taken")
+		return &config.UsageError{Err: errors.New("redrive-sns-dlq: --queue-url is required and no arguments are taken")}
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -94,7 +92,6 @@ func (q *sqsQueue) Delete(ctx context.Context, receipt string) error {
 // endpoint POST /reconcile.
 func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	bucket := fs.String("bucket", "", "S3 bucket SES stores inbound mail in (required)")
 	prefix := fs.String("prefix", "", "object key prefix of the SES S3 action")
 	since := fs.String("since", "", "objects modified since: RFC 3339 time or a duration before now, e.g. 6h (required)")
@@ -107,12 +104,11 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		def = "127.0.0.1:8082"
 	}
 	adminAddr := fs.String("admin", def, "admin listener of the running relay (RELAY_ADMIN_LISTEN), for --submit")
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *bucket == "" || *since == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("reconcile: --bucket and --since are required and no arguments are taken")
+		return &config.UsageError{Err: errors.New("reconcile: --bucket and --since are required and no arguments are taken")}
 	}
 	t, err := recovery.ParseSince(*since, time.Now())
 	if err != nil {

@@ -18,7 +18,7 @@ func TestRecoveryCommandArgs(t *testing.T) {
 	}{
 		{[]string{"redrive-sns-dlq"}, "--queue-url is required"},
 		{[]string{"redrive-sns-dlq", "--queue-url", "http://127.0.0.1:1/q", "extra"}, "no arguments"},
-		{[]string{"redrive-sns-dlq", "--bogus"}, "flag provided but not defined"},
+		{[]string{"redrive-sns-dlq", "--bogus"}, "unknown flag --bogus"},
 		{[]string{"reconcile", "--since", "6h"}, "--bucket and --since are required"},
 		{[]string{"reconcile", "--bucket", "b"}, "--bucket and --since are required"},
 		{[]string{"reconcile", "--bucket", "b", "--since", "yesterday"}, "want RFC 3339"},

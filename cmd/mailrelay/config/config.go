@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,17 +134,47 @@ func SplitList(s string) []string {
 	return out
 }
 
+// UsageError is a mistake on the command line or in a RELAY_* variable:
+// an unknown flag, an unparsable value, a stray argument (one line), or
+// settings that Validate refuses (one line each).
+// Commands exit 2 and point at --help.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usage is the help text of `mailrelay serve` (printed for --help).
+const Usage = `usage: mailrelay serve [flags]
+
+Runs the relay. Every flag --some-name has the environment variable
+RELAY_SOME_NAME of the same meaning; a flag on the command line wins.
+AWS settings are the SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL, ...).
+Required: --sns-topic-arns (RELAY_SNS_TOPIC_ARNS), an alias file
+(--aliases-file, default aliases.yaml) and AWS_REGION.
+
+flags:
+`
+
 // Load parses args (without the program and command name) and the
 // environment (lookup, normally os.LookupEnv) into a validated Config.
+// --help prints Usage and the flags to usage and returns flag.ErrHelp.
+// Every other error is a *UsageError and nothing is printed: a flag that
+// cannot be parsed stops at once (nil Config); bad variables and settings
+// that Validate refuses are reported together, each with its flag and
+// variable, and the Config is returned too so that callers can check
+// further (the rest of the settings are as parsed, or their defaults).
 func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*Config, error) {
 	c := &Config{}
 	fs := newFlagSet("serve", c)
-	fs.SetOutput(usage)
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), Usage)
+		fs.PrintDefaults()
+	}
+	if err := ParseFlags(fs, args, usage); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		return nil, &UsageError{fmt.Errorf("unexpected arguments %q: serve takes only flags", fs.Args())}
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -154,68 +185,179 @@ func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*
 		}
 		if v, ok := lookup(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+				errs = append(errs, fmt.Errorf("%s=%s (--%s): %w", EnvName(f.Name), v, f.Name, explainValue(f, v, err)))
+				_ = f.Value.Set(f.DefValue) // a failed Set may have zeroed it: validate the rest against the default
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+		return c, &UsageError{err}
 	}
-	return c, c.Validate()
+	return c, nil
+}
+
+// ParseFlags parses args with fs without printing anything on a mistake:
+// --help (-h) prints fs.Usage to help and returns flag.ErrHelp; any other
+// problem is a one-line *UsageError that names the flag and, for a bad
+// value, says what a good one looks like ("a duration needs a unit").
+func ParseFlags(fs *flag.FlagSet, args []string, help io.Writer) error {
+	usage := fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(help)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(help, "usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	return &UsageError{flagParseError(fs, err)}
+}
+
+// explainValue says in the user's words why s is no value for f (the
+// flag package says "parse error").
+func explainValue(f *flag.Flag, s string, err error) error {
+	var cur any
+	if g, ok := f.Value.(flag.Getter); ok {
+		cur = g.Get()
+	}
+	switch cur.(type) {
+	case time.Duration:
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("a duration needs a unit, e.g. %ss (or ms, m, h)", s)
+		}
+		return errors.New("not a duration: want a number with a unit, e.g. 500ms, 2s, 5m, 24h")
+	case int, int64, uint, uint64:
+		return errors.New("not a whole number")
+	case bool:
+		return errors.New("want true or false")
+	}
+	return err
+}
+
+// flagParseError rewrites the flag package's errors into one line that
+// names the flag with the same dashes the rest of the messages use.
+func flagParseError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	for _, p := range []struct{ prefix, mid, sep string }{
+		{"invalid value ", " for flag -", " "},    // invalid value "2" for flag -retry-min: parse error
+		{"invalid boolean value ", " for -", "="}, // invalid boolean value "x" for -drop-spam: parse error
+	} {
+		rest, ok := strings.CutPrefix(msg, p.prefix)
+		if !ok {
+			continue
+		}
+		q, qerr := strconv.QuotedPrefix(rest)
+		if qerr != nil {
+			break
+		}
+		val, _ := strconv.Unquote(q)
+		name, why, _ := strings.Cut(strings.TrimPrefix(rest[len(q):], p.mid), ": ")
+		if f := fs.Lookup(name); f != nil {
+			why = explainValue(f, val, errors.New(why)).Error()
+		}
+		return fmt.Errorf("--%s%s%s: %s", name, p.sep, val, why)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("flag --%s needs a value", strings.TrimLeft(name, "-"))
+	}
+	return err
 }
 
 // LoadOS is Load with the process's environment.
 func LoadOS(args []string) (*Config, error) { return Load(args, os.LookupEnv, os.Stderr) }
 
-// Validate checks the settings that can be checked without I/O.
+// Setting names a setting the way users meet it: its flag and its variable.
+func Setting(flagName string) string {
+	return "--" + flagName + " / " + EnvName(flagName)
+}
+
+// Validate checks the settings that can be checked without I/O and reports
+// every problem at once, each with its flag and variable.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	for name, addr := range map[string]string{"listen": c.Listen, "health-listen": c.HealthListen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad("--%s %q: %v", name, addr, err)
+	bad := func(flagName, format string, args ...any) {
+		sep := ": "
+		if strings.HasPrefix(format, "is ") {
+			sep = " "
+		}
+		errs = append(errs, errors.New(Setting(flagName)+sep+fmt.Sprintf(format, args...)))
+	}
+	for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"health-listen", c.HealthListen}} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			bad(l.name, "%q: want host:port (%v)", l.addr, err)
+		}
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			bad("admin-listen", "%q: want host:port or empty (%v)", c.AdminListen, err)
 		}
 	}
 	if c.Listen == c.HealthListen && !anyPort(c.Listen) {
-		bad("--listen and --health-listen must differ: health needs its own listener")
+		bad("health-listen", "%s must differ from --listen: health needs its own listener", c.HealthListen)
 	}
 	if c.AdminListen != "" && !anyPort(c.AdminListen) && (c.AdminListen == c.Listen || c.AdminListen == c.HealthListen) {
-		bad("--admin-listen must differ from the other listeners")
+		bad("admin-listen", "%s must differ from the other listeners", c.AdminListen)
 	}
 	if len(c.SNSTopicARNs) == 0 {
-		bad("--sns-topic-arns (%s) is required", EnvName("sns-topic-arns"))
+		bad("sns-topic-arns", "is required (comma-separated SNS topic ARNs, e.g. arn:aws:sns:us-east-1:123456789012:inbound)")
 	}
 	for _, arn := range c.SNSTopicARNs {
 		if !strings.HasPrefix(arn, "arn:") {
-			bad("topic %q is not an ARN", arn)
+			bad("sns-topic-arns", "%q is not an ARN (want arn:aws:sns:REGION:ACCOUNT:TOPIC)", arn)
 		}
 	}
 	if c.SpoolDir == "" {
-		bad("--spool-dir is required")
+		bad("spool-dir", "is required")
+	}
+	if c.AliasesFile == "" {
+		bad("aliases-file", "is required")
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
-		bad("--workers %d: want 1..1024", c.Workers)
+		bad("workers", "%d: want 1..1024", c.Workers)
 	}
 	if c.SESAPI != "ses" && c.SESAPI != "sesv2" {
-		bad("--ses-api %q: want ses or sesv2", c.SESAPI)
+		bad("ses-api", "%q: want ses or sesv2", c.SESAPI)
 	}
 	if c.UnknownAlias != "drop" && c.UnknownAlias != "deadletter" {
-		bad("--unknown-alias %q: want drop or deadletter", c.UnknownAlias)
+		bad("unknown-alias", "%q: want drop or deadletter", c.UnknownAlias)
 	}
 	if c.AWSMaxAttempts < 1 || c.AWSMaxAttempts > 2 {
-		bad("--aws-max-attempts %d: want 1 or 2 (hidden retries caused the incident)", c.AWSMaxAttempts)
+		bad("aws-max-attempts", "%d: want 1 or 2 (hidden retries caused the incident)", c.AWSMaxAttempts)
 	}
-	if c.SpoolMaxMessages < 1 || c.SpoolMaxBytes < 1 || c.SNSMaxBodyBytes < 1 || c.MaxMessageBytes < 1 {
-		bad("sizes and bounds must be positive")
+	for _, b := range []struct {
+		name string
+		v    int64
+	}{{"spool-max-messages", int64(c.SpoolMaxMessages)}, {"spool-max-bytes", c.SpoolMaxBytes}, {"sns-max-body-bytes", c.SNSMaxBodyBytes}, {"max-message-bytes", c.MaxMessageBytes}} {
+		if b.v < 1 {
+			bad(b.name, "%d: must be positive", b.v)
+		}
 	}
 	if c.InFlightBytes < c.MaxMessageBytes {
-		bad("--inflight-bytes %d must be at least --max-message-bytes %d", c.InFlightBytes, c.MaxMessageBytes)
+		bad("inflight-bytes", "%d must be at least --max-message-bytes %d", c.InFlightBytes, c.MaxMessageBytes)
 	}
-	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.RetryMax > 24*time.Hour || c.RetryMaxAge <= 0 {
-		bad("retry durations: want 0 < retry-min <= retry-max <= 24h and retry-max-age > 0")
+	if c.RetryMin <= 0 {
+		bad("retry-min", "%s: must be positive", c.RetryMin)
+	}
+	if c.RetryMax < c.RetryMin || c.RetryMax > 24*time.Hour {
+		bad("retry-max", "%s: want retry-min (%s) <= retry-max <= 24h", c.RetryMax, c.RetryMin)
+	}
+	if c.RetryMaxAge <= 0 {
+		bad("retry-max-age", "%s: must be positive", c.RetryMaxAge)
 	}
 	if c.InboundMaxConns < 1 {
-		bad("--inbound-max-conns must be positive")
+		bad("inbound-max-conns", "%d: must be positive", c.InboundMaxConns)
 	}
 	return errors.Join(errs...)
 }

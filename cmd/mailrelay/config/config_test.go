@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -73,5 +75,62 @@ func TestMarkdownTableListsEveryFlag(t *testing.T) {
 	}
 	if !strings.Contains(table, "RELAY_SPOOL_DIR") {
 		t.Error("contract variable missing")
+	}
+}
+
+// Every problem is reported at once, each naming its flag and variable; a
+// flag that does not parse is one line in the user's words.
+func TestLoadReportsEveryProblem(t *testing.T) {
+	c, err := Load([]string{"--workers", "0", "--ses-api", "smtp"}, env(map[string]string{
+		"RELAY_RETRY_MAX": "3", // no unit
+	}), io.Discard)
+	var ue *UsageError
+	if !errors.As(err, &ue) || c == nil {
+		t.Fatalf("err = %v (%T), config %v: want a UsageError and the config", err, err, c)
+	}
+	for _, want := range []string{
+		"RELAY_RETRY_MAX=3 (--retry-max): a duration needs a unit, e.g. 3s",
+		"--sns-topic-arns / RELAY_SNS_TOPIC_ARNS is required",
+		"--workers / RELAY_WORKERS: 0: want 1..1024",
+		`--ses-api / RELAY_SES_API: "smtp": want ses or sesv2`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "retry-max / RELAY_RETRY_MAX") {
+		t.Errorf("the bad variable was validated again as zero:\n%v", err)
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 4 {
+		t.Errorf("%d problems reported, want 4:\n%v", n, err)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--retry-min", "2"}, "--retry-min 2: a duration needs a unit, e.g. 2s (or ms, m, h)"},
+		{[]string{"--retry-min=soon"}, "--retry-min soon: not a duration: want a number with a unit, e.g. 500ms, 2s, 5m, 24h"},
+		{[]string{"--workers", "x"}, "--workers x: not a whole number"},
+		{[]string{"--drop-spam=maybe"}, "--drop-spam=maybe: want true or false"},
+		{[]string{"--nope"}, "unknown flag --nope"},
+		{[]string{"--listen"}, "flag --listen needs a value"},
+	} {
+		var usage strings.Builder
+		c, err := Load(tc.args, env(nil), &usage)
+		var ue *UsageError
+		if c != nil || !errors.As(err, &ue) || err.Error() != tc.want {
+			t.Errorf("%q: err %q (%T), want %q", tc.args, err, err, tc.want)
+		}
+		if usage.Len() != 0 {
+			t.Errorf("%q printed the usage:\n%s", tc.args, usage.String())
+		}
+	}
+	var usage strings.Builder
+	if _, err := Load([]string{"--help"}, env(nil), &usage); !errors.Is(err, flag.ErrHelp) ||
+		!strings.Contains(usage.String(), "usage: mailrelay serve") || !strings.Contains(usage.String(), "-retry-min duration") {
+		t.Errorf("--help: %v\n%s", err, usage.String())
 	}
 }
