@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,29 @@ func TestNewLogger(t *testing.T) {
 func TestOutcomeBreakerOpenIsTheFailureReason(t *testing.T) {
 	if OutcomeBreakerOpen != string(failure.ReasonBreakerOpen) {
 		t.Errorf("OutcomeBreakerOpen %q, failure.ReasonBreakerOpen %q: one word for one thing", OutcomeBreakerOpen, failure.ReasonBreakerOpen)
+	}
+}
+
+// Durations read as people read them, in attributes, groups and With, in
+// both formats.
+func TestLoggerDurations(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"json", []string{`"timeout":"3s"`, `"grace":"25s"`, `"g":{"d":"1ms"}`}},
+		{"text", []string{"timeout=3s", "grace=25s", "g.d=1ms"}},
+	} {
+		var buf bytes.Buffer
+		l, err := NewLogger(&buf, "info", tc.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.With("timeout", 3*time.Second).Info("x", "grace", 25*time.Second, slog.Group("g", "d", time.Millisecond))
+		for _, w := range tc.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%s: log lacks %s: %s", tc.format, w, buf.String())
+			}
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +64,6 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log = slog.New(friendlyHandler{h: log.Handler()})
 	_, statErr := os.Stat(*dir)
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: *dir, ControlAddr: *control,

@@ -439,24 +439,6 @@ aliases:
 	}
 }
 
-// TestFriendlyHandler: durations read as 25s, in attributes, groups and
-// With.
-func TestFriendlyHandler(t *testing.T) {
-	var b bytes.Buffer
-	log := slog.New(friendlyHandler{h: slog.NewJSONHandler(&b, nil), countedReloads: true}).With("timeout", 3*time.Second)
-	log.Info("x", "grace", 25*time.Second, slog.Group("g", "d", time.Millisecond))
-	log.Info("aliases reloaded") // the relay's own, replaced by the counted one
-	got := b.String()
-	for _, w := range []string{`"timeout":"3s"`, `"grace":"25s"`, `"g":{"d":"1ms"}`} {
-		if !strings.Contains(got, w) {
-			t.Errorf("log lacks %s: %s", w, got)
-		}
-	}
-	if strings.Contains(got, "aliases reloaded") {
-		t.Errorf("the count-less reload line was not dropped: %s", got)
-	}
-}
-
 // A dev run that fails (busy port) leaves no half-made directory, so the
 // next run still pushes the sample.
 func TestDevFailedStartLeavesNoDir(t *testing.T) {

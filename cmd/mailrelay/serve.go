@@ -6,18 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"gopkg.in/yaml.v3"
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay"
@@ -37,31 +33,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		cfgErr = errors.Join(cfgErr, &config.UsageError{Err: fmt.Errorf("--log-level / --log-format: %w", err)})
 	}
-	table, err := preflight(ctx, cfg, os.LookupEnv)
-	if err := errors.Join(cfgErr, err); err != nil {
+	if err := errors.Join(cfgErr, preflight(ctx, cfg, os.LookupEnv)); err != nil {
 		return err
 	}
-	log = slog.New(friendlyHandler{h: log.Handler(), countedReloads: true})
-	log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", len(table.addrs), "domains", strings.Join(table.domains, ","))
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	hupCtx, stopHUP := context.WithCancel(ctx)
-	defer stopHUP()
-	go logAliasReloads(hupCtx, hup, log, cfg.AliasesFile, table)
-
 	err = relay.Serve(ctx, cfg, relay.Deps{Logger: log})
 	return explainServeError(err, cfg)
 }
 
 // preflight checks what Validate cannot without I/O, read-only: the alias
 // file parses, AWS has a region, no other relay holds the spool, and the
-// listeners' ports are free. It returns the alias addresses of the file.
-func preflight(ctx context.Context, cfg *config.Config, lookup func(string) (string, bool)) (*aliasSet, error) {
+// listeners' ports are free.
+func preflight(ctx context.Context, cfg *config.Config, lookup func(string) (string, bool)) error {
 	var errs []error
-	table, err := readAliases(cfg.AliasesFile)
-	if err != nil {
+	if err := checkAliases(cfg.AliasesFile); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", config.Setting("aliases-file"), err))
 	}
 	if err := checkRegion(ctx, lookup); err != nil {
@@ -77,74 +61,17 @@ func preflight(ctx context.Context, cfg *config.Config, lookup func(string) (str
 			errs = append(errs, err)
 		}
 	}
-	return table, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
-// aliasSet is the alias addresses of an alias file (lower case) and its
-// relay domains.
-type aliasSet struct {
-	addrs   map[string]bool
-	domains []string
-}
-
-// readAliases loads and validates the alias file as the relay will, and
-// returns its addresses for the reload report.
-func readAliases(path string) (*aliasSet, error) {
+// checkAliases loads and validates the alias file as the relay will.
+func checkAliases(path string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		abs, _ := filepath.Abs(path)
-		return nil, fmt.Errorf("no alias file at %s (write one: see README, \"alias file\"; `bin/mailrelay dev` writes an example)", abs)
+		return fmt.Errorf("no alias file at %s (write one: see README, \"alias file\"; `bin/mailrelay dev` writes an example)", abs)
 	}
-	t, err := aliases.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var f struct {
-		Aliases []struct {
-			Address string `yaml:"address"`
-		} `yaml:"aliases"`
-	}
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return nil, err
-	}
-	set := &aliasSet{addrs: map[string]bool{}, domains: t.Domains()}
-	for _, a := range f.Aliases {
-		set.addrs[strings.ToLower(a.Address)] = true
-	}
-	return set, nil
-}
-
-// logAliasReloads reports each SIGHUP reload with what changed. The relay
-// reloads the table itself; this reads the same file to count the change
-// (a file the relay refuses is logged by the relay and skipped here).
-func logAliasReloads(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, path string, prev *aliasSet) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		cur, err := readAliases(path)
-		if err != nil {
-			continue // the relay logs "alias reload failed" and keeps the table
-		}
-		added, removed := 0, 0
-		for a := range cur.addrs {
-			if !prev.addrs[a] {
-				added++
-			}
-		}
-		for a := range prev.addrs {
-			if !cur.addrs[a] {
-				removed++
-			}
-		}
-		log.Info("aliases reloaded", "file", path, "added", added, "removed", removed, "total", len(cur.addrs))
-		prev = cur
-	}
+	_, err := aliases.Load(path)
+	return err
 }
 
 // checkRegion fails when the AWS SDK would find no region.
@@ -247,55 +174,4 @@ func explainServeError(err error, cfg *config.Config) error {
 		return fmt.Errorf("%w (another relay or `bin/mailrelay dev`? check the --listen, --health-listen and --admin-listen ports with `lsof -i`)", err)
 	}
 	return err
-}
-
-// friendlyHandler writes durations as people read them ("25s", not
-// 25000000000). With countedReloads it drops the relay's own count-less
-// "aliases reloaded" (logAliasReloads logs the reload with what changed).
-type friendlyHandler struct {
-	h              slog.Handler
-	countedReloads bool
-}
-
-func (f friendlyHandler) Enabled(ctx context.Context, l slog.Level) bool { return f.h.Enabled(ctx, l) }
-
-func (f friendlyHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	counted := false
-	r.Attrs(func(a slog.Attr) bool {
-		counted = counted || a.Key == "total"
-		out.AddAttrs(friendlyAttr(a))
-		return true
-	})
-	if f.countedReloads && r.Message == "aliases reloaded" && !counted {
-		return nil
-	}
-	return f.h.Handle(ctx, out)
-}
-
-func (f friendlyHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	fixed := make([]slog.Attr, len(as))
-	for i, a := range as {
-		fixed[i] = friendlyAttr(a)
-	}
-	return friendlyHandler{f.h.WithAttrs(fixed), f.countedReloads}
-}
-
-func (f friendlyHandler) WithGroup(name string) slog.Handler {
-	return friendlyHandler{f.h.WithGroup(name), f.countedReloads}
-}
-
-func friendlyAttr(a slog.Attr) slog.Attr {
-	a.Value = a.Value.Resolve()
-	switch a.Value.Kind() {
-	case slog.KindDuration:
-		return slog.String(a.Key, a.Value.Duration().String())
-	case slog.KindGroup:
-		g := slices.Clone(a.Value.Group())
-		for i := range g {
-			g[i] = friendlyAttr(g[i])
-		}
-		return slog.Attr{Key: a.Key, Value: slog.GroupValue(g...)}
-	}
-	return a
 }

@@ -218,7 +218,7 @@ func TestReloadable(t *testing.T) {
 
 	// A broken file is refused and the old table stays.
 	writeFile(t, p, "domains: [relay.example.com]\naliases:\n  - address: x@nope.example\n    forward_to: [a@b.example]\n")
-	if err := r.Reload(); err == nil {
+	if _, err := r.Reload(); err == nil {
 		t.Fatal("Reload of an invalid file succeeded")
 	}
 	if rt, err := r.Resolve(ctx, "shop@relay.example.com"); err != nil || rt.ForwardTo[0] != "alice@example.org" {
@@ -227,8 +227,13 @@ func TestReloadable(t *testing.T) {
 
 	// A good file replaces the table.
 	writeFile(t, p, "domains: [relay.example.com]\naliases:\n  - address: shop@relay.example.com\n    forward_to: [zoe@example.org]\n")
-	if err := r.Reload(); err != nil {
+	c, err := r.Reload()
+	if err != nil {
 		t.Fatal(err)
+	}
+	// sample has three aliases and a catch-all; the new file keeps shop@ only.
+	if want := (Change{Added: 0, Removed: 3, Total: 1}); c != want {
+		t.Errorf("Reload change %+v, want %+v", c, want)
 	}
 	if rt, err := r.Resolve(ctx, "shop@relay.example.com"); err != nil || !slices.Equal(rt.ForwardTo, []string{"zoe@example.org"}) {
 		t.Fatalf("after reload: %+v %v", rt, err)
@@ -254,7 +259,7 @@ func TestWatchSIGHUP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reports := make(chan error, 4)
-	r.WatchSIGHUP(ctx, func(err error) { reports <- err })
+	r.WatchSIGHUP(ctx, func(_ Change, err error) { reports <- err })
 
 	writeFile(t, p, "domains: [fresh.example]\n")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
@@ -285,7 +290,7 @@ func TestWatchChannel(t *testing.T) {
 	reports := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		r.watch(ctx, ch, func(err error) { reports <- err })
+		r.watch(ctx, ch, func(_ Change, err error) { reports <- err })
 		close(done)
 	}()
 	writeFile(t, p, "not: [valid")

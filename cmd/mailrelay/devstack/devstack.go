@@ -154,7 +154,7 @@ func (s Status) Finished() bool { return s.State != StatePending }
 // Start brings up the stand-ins, the relay and the control server, and
 // pushes the bundled sample through if Dir was fresh (it had no outbox). It
 // returns once the relay serves; everything runs until ctx ends or Close.
-func Start(ctx context.Context, opts Options) (st *Stack, err error) {
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	opts = withDefaults(opts)
 	if err := checkLoopback(opts.ControlAddr); err != nil {
 		return nil, fmt.Errorf("control address: %w", err)
@@ -163,7 +163,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev dir: %w", err)
 	}
-	st = &Stack{
+	st := &Stack{
 		Dir:        dir,
 		InboundDir: filepath.Join(dir, "inbound"),
 		OutboxDir:  filepath.Join(dir, "outbox"),

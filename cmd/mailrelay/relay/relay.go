@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -149,6 +150,8 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	if r.aliases, err = aliases.NewReloadable(cfg.AliasesFile); err != nil {
 		return fmt.Errorf("aliases: %w", err)
 	}
+	t := r.aliases.Table()
+	r.log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", t.Len(), "domains", strings.Join(t.Domains(), ","))
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
@@ -322,11 +325,12 @@ func (r *run) serveUntil(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.hup:
-			if err := r.aliases.Reload(); err != nil {
+			c, err := r.aliases.Reload()
+			if err != nil {
 				r.log.Error("alias reload failed; keeping the previous table", "err", err)
-			} else {
-				r.log.Info("aliases reloaded")
+				continue
 			}
+			r.log.Info("aliases reloaded", "file", r.cfg.AliasesFile, "added", c.Added, "removed", c.Removed, "total", c.Total)
 		}
 	}
 }
