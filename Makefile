@@ -17,7 +17,7 @@ BIN_EXEC = $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 TEST_GROUPS ?= ./telemetry/... ./health/... ./mailproc/... ./inbound/... ./awsclient/... \
 	./cmd/mailrelay/config/... ./cmd/mailrelay/recovery/... ./cmd/mailrelay/devstack/... \
 	./cmd/mailrelay ./cmd/mailrelay/relay/... ./cmd/mailrelay/chaos/... ./cmd/mailrelay-load/... \
-	./localstack/...
+	./localstack/... ./docs/...
 
 # $(call step,WHAT,COMMAND): print "==> WHAT", run COMMAND with a "... still
 # WHAT (Ns)" line every $(TICK) s, then the time it took; fails as COMMAND
