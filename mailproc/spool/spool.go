@@ -218,15 +218,20 @@ func (s *Spool) load() error {
 	if err != nil {
 		return err
 	}
+	// Dead letters are counted before burying: buryCorrupt counts each
+	// record it moves.
+	if err := s.scan(prefixDead, "scanning dead letters", func(*pebble.Iterator) error {
+		s.dead++
+		return nil
+	}); err != nil {
+		return err
+	}
 	for _, id := range corrupt {
 		if err := s.buryCorrupt(id); err != nil {
 			return err
 		}
 	}
-	return s.scan(prefixDead, "scanning dead letters", func(*pebble.Iterator) error {
-		s.dead++
-		return nil
-	})
+	return nil
 }
 
 // Close stops background work, makes blocked and future calls return
