@@ -30,6 +30,10 @@ const (
 	DefaultMaxMessages = 100_000
 	DefaultMaxBytes    = 1 << 30
 	DefaultDedupeTTL   = 24 * time.Hour
+
+	DefaultMaxDeadLetters     = 10_000
+	DefaultMaxDeadLetterBytes = 256 << 20
+	DefaultMaxDeadLetterAge   = 14 * 24 * time.Hour
 )
 
 const (
@@ -54,6 +58,25 @@ type Options struct {
 	DedupeTTL   time.Duration // how long a finished MessageId is remembered (default 24h; SNS retries up to 1h)
 	Logger      *slog.Logger
 	Now         func() time.Time // for tests; default time.Now
+
+	// Dead letters are bounded too: over any of these bounds the oldest
+	// (by DeadAt) are deleted, at insertion and every pruneInterval.
+	MaxDeadLetters     int           // default 10_000
+	MaxDeadLetterBytes int64         // payload bytes (default 256 MiB)
+	MaxDeadLetterAge   time.Duration // default 14 days
+	// OnDeadLettersExpired, if set, is told how many dead letters were
+	// deleted by the bounds above (for a counter).
+	OnDeadLettersExpired func(n int)
+
+	// ReserveBytes is the disk space kept for the spool (default 64 MiB,
+	// negative disables): a ballast file of this size, released when a
+	// write finds the disk full, and the free space under which Put
+	// refuses new entries with ErrNoSpace.
+	ReserveBytes int64
+	// OnFatal, if set, is called once (on its own goroutine) when the
+	// spool fails closed after a storage error pebble cannot recover
+	// from; a process should exit so that it restarts (see Spool).
+	OnFatal func(error)
 
 	// fs replaces the file system, for tests and benchmarks.
 	fs vfs.FS
@@ -85,6 +108,21 @@ type Spool struct {
 	maxMsgs   int
 	maxBytes  int64
 	dedupeTTL time.Duration
+
+	maxDead      int
+	maxDeadBytes int64
+	maxDeadAge   time.Duration
+	onExpired    func(int)
+
+	// Storage health (disk.go).
+	fs         vfs.FS // the file system under pebble's ENOSPC wrapper
+	dir        string
+	ballast    string // path of the ballast file
+	reserve    int64
+	onFatal    func(error)
+	noSpace    atomic.Bool           // free space below the reserve
+	failed     atomic.Pointer[error] // set once: the spool fails closed
+	storageLog *limitedLog
 
 	done chan struct{} // closed by Close
 	bg   sync.WaitGroup
@@ -121,8 +159,11 @@ type Spool struct {
 	due           dueHeap          // pending, not leased
 	age           ageHeap          // pending
 	bytes         int64            // payload bytes of pending entries
-	dead          int              // dead letters
-	reserved      int              // Puts between bound check and commit
+	deadItems     map[string]*deadItem
+	deadAge       deadHeap // dead letters, the oldest on top
+	deadBytes     int64    // payload bytes of dead letters
+	deadExpired   uint64   // dead letters deleted by the bounds, since Open
+	reserved      int      // Puts between bound check and commit
 	reservedBytes int64
 	claims        map[string]chan struct{} // IDs being written by Put or Redrive; closed when done
 	waiters       int                      // Next calls waiting on wake
@@ -136,20 +177,41 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, errors.New("spool: empty directory")
 	}
 	s := &Spool{
-		log:       opts.Logger,
-		now:       opts.Now,
-		maxMsgs:   opts.MaxMessages,
-		maxBytes:  opts.MaxBytes,
-		dedupeTTL: opts.DedupeTTL,
-		done:      make(chan struct{}),
-		items:     map[string]*item{},
-		claims:    map[string]chan struct{}{},
-		wake:      make(chan struct{}),
+		log:          opts.Logger,
+		now:          opts.Now,
+		maxMsgs:      opts.MaxMessages,
+		maxBytes:     opts.MaxBytes,
+		dedupeTTL:    opts.DedupeTTL,
+		maxDead:      opts.MaxDeadLetters,
+		maxDeadBytes: opts.MaxDeadLetterBytes,
+		maxDeadAge:   opts.MaxDeadLetterAge,
+		onExpired:    opts.OnDeadLettersExpired,
+		fs:           opts.fs,
+		dir:          dir,
+		reserve:      opts.ReserveBytes,
+		onFatal:      opts.OnFatal,
+		done:         make(chan struct{}),
+		items:        map[string]*item{},
+		deadItems:    map[string]*deadItem{},
+		claims:       map[string]chan struct{}{},
+		wake:         make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("pkg", "spool")
+	s.storageLog = newLimitedLog(s.log, logEvery)
+	if s.fs == nil {
+		s.fs = vfs.Default
+	}
+	if s.reserve == 0 {
+		s.reserve = DefaultReserveBytes
+	}
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spool: creating %s: %w", dir, err)
+	}
+	s.ballast = s.fs.PathJoin(dir, ballastName)
+	s.checkDisk()
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -162,13 +224,22 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if s.dedupeTTL <= 0 {
 		s.dedupeTTL = DefaultDedupeTTL
 	}
+	if s.maxDead <= 0 {
+		s.maxDead = DefaultMaxDeadLetters
+	}
+	if s.maxDeadBytes <= 0 {
+		s.maxDeadBytes = DefaultMaxDeadLetterBytes
+	}
+	if s.maxDeadAge <= 0 {
+		s.maxDeadAge = DefaultMaxDeadLetterAge
+	}
 
 	po := &pebble.Options{
-		FS:                 opts.fs,
+		FS:                 vfs.OnDiskFull(s.fs, s.onDiskFull),
 		CacheSize:          8 << 20,
-		MemTableSize:       16 << 20,
+		MemTableSize:       memTableSize(s.reserve),
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{s.log.With("component", "pebble")},
+		Logger:             newPebbleLogger(s.log.With("component", "pebble"), s.fail),
 		EventListener: &pebble.EventListener{
 			// A write stall delays every Put and so every SNS acknowledgement.
 			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
@@ -190,8 +261,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 		db.Close()
 		return nil, err
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.pruneLoop()
+	go s.diskLoop()
 	st := s.Stats()
 	s.log.Info("spool opened", "dir", dir, "pending", st.Messages, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
 	return s, nil
@@ -218,10 +290,19 @@ func (s *Spool) load() error {
 	if err != nil {
 		return err
 	}
-	// Dead letters are counted before burying: buryCorrupt counts each
+	// Dead letters are indexed before burying: buryCorrupt indexes each
 	// record it moves.
-	if err := s.scan(prefixDead, "scanning dead letters", func(*pebble.Iterator) error {
-		s.dead++
+	if err := s.scan(prefixDead, "scanning dead letters", func(it *pebble.Iterator) error {
+		id := string(it.Key()[len(prefixDead):])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("spool: reading dead letter %q: %w", id, err)
+		}
+		d := &deadItem{id: id, at: s.now(), size: int64(len(v))}
+		if dl, err := decodeDeadLetter(v); err == nil {
+			d.at, d.size = dl.DeadAt, int64(len(dl.Payload))
+		}
+		s.addDeadLocked(d)
 		return nil
 	}); err != nil {
 		return err
@@ -231,7 +312,8 @@ func (s *Spool) load() error {
 			return err
 		}
 	}
-	return nil
+	_, err = s.expireDead()
+	return err
 }
 
 // Close stops background work, makes blocked and future calls return
@@ -245,12 +327,39 @@ func (s *Spool) Close() error {
 	s.closed = true
 	close(s.done)
 	s.mu.Unlock()
-	s.bg.Wait()
-	s.ops.Wait()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("spool: closing pebble: %w", err)
+	// Bounded: after a storage failure an operation may be stuck in
+	// pebble, and pebble's Close may never return. The process is about to
+	// exit then; everything acknowledged is on disk already.
+	deadline := time.Now().Add(closeTimeout)
+	if !waitUntil(&s.bg, deadline) || !waitUntil(&s.ops, deadline) {
+		return fmt.Errorf("spool: operations still running after %v; not closing pebble", closeTimeout)
 	}
-	return nil
+	errc := make(chan error, 1)
+	go func() { errc <- s.db.Close() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("spool: closing pebble: %w", err)
+		}
+		return nil
+	case <-time.After(time.Until(deadline)):
+		return fmt.Errorf("spool: pebble did not close within %v (storage failure: %v)", closeTimeout, s.writable(false))
+	}
+}
+
+// closeTimeout bounds Close.
+const closeTimeout = 10 * time.Second
+
+// waitUntil waits for wg until deadline and reports whether it ended.
+func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(time.Until(deadline)):
+		return false
+	}
 }
 
 // begin registers an operation that uses the database; the caller must call
@@ -298,4 +407,22 @@ func (s *Spool) scan(prefix, what string, fn func(*pebble.Iterator) error) error
 		return fmt.Errorf("spool: %s: %w", what, err)
 	}
 	return nil
+}
+
+// memTableSize is 16 MiB, or a quarter of a smaller reserve: a memtable is
+// flushed to an sstable of about its size, and its WAL grows as large, so
+// the reserve must hold both with room to spare.
+func memTableSize(reserve int64) uint64 {
+	const max, min = 16 << 20, 256 << 10
+	if reserve <= 0 || reserve/4 >= max {
+		return max
+	}
+	return uint64(maxInt(reserve/4, min))
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }

@@ -98,6 +98,29 @@ func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
 		MaxBytes:    cfg.SpoolMaxBytes,
 		DedupeTTL:   cfg.DedupeTTL,
 		Logger:      log.With("component", "spool"),
+
+		MaxDeadLetters:     cfg.DeadLetterMaxMessages,
+		MaxDeadLetterBytes: cfg.DeadLetterMaxBytes,
+		MaxDeadLetterAge:   cfg.DeadLetterMaxAge,
+		OnDeadLettersExpired: telemetry.SpoolMetrics(m, func() telemetry.SpoolStats {
+			s := sp.Load()
+			if s == nil {
+				return telemetry.SpoolStats{StorageOK: true}
+			}
+			st := s.Stats()
+			return telemetry.SpoolStats{DeadLetters: st.DeadLetters, DeadLetterBytes: st.DeadLetterBytes,
+				OldestDeadLetter: st.OldestDeadLetter, StorageOK: s.Err() == nil}
+		}),
+		// Readiness reads s.Full(), which is true while the disk is short
+		// of the reserve. A storage failure pebble cannot recover from
+		// fails the spool closed; only a new process recovers, so exit
+		// (non-zero) for the supervisor to restart it. Acknowledged
+		// deliveries are on disk.
+		ReserveBytes: cfg.SpoolReserveBytes,
+		OnFatal: func(err error) {
+			log.Error("spool storage failed; exiting so that the process restarts", "err", err)
+			os.Exit(75)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)

@@ -1,0 +1,181 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Storage health: the disk-space reserve (a ballast file), the refusal of
+// new entries while space is short, and the fail-closed state after a
+// storage failure pebble cannot survive. See "Disk full" in the Spool doc.
+
+const (
+	// DefaultReserveBytes is the default Options.ReserveBytes.
+	DefaultReserveBytes = 64 << 20
+	// ballastName is the ballast file in the spool directory. pebble
+	// ignores files whose names it does not know.
+	ballastName = "mailrelay-ballast"
+	// diskCheckInterval is how often free space is checked and the
+	// ballast recreated once space has returned.
+	diskCheckInterval = time.Second
+)
+
+// onDiskFull is called by the vfs.OnDiskFull wrapper when a write of
+// pebble's fails with ENOSPC, while pebble's other writes wait: it frees the
+// ballast, so that the write, retried once by the wrapper, succeeds, and
+// makes Put refuse new entries until space returns. It must be quick.
+func (s *Spool) onDiskFull() {
+	s.noSpace.Store(true)
+	s.storageLog.Error("spool disk full (ENOSPC): released the reserve, refusing new deliveries until space returns",
+		"reserve_bytes", s.reserve)
+	if s.reserve > 0 {
+		if err := s.fs.Remove(s.ballast); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.storageLog.Error("removing the spool ballast", "err", err)
+		}
+	}
+}
+
+// checkDisk updates noSpace from the free space of the spool's file system
+// and recreates the ballast when there is room for it and the reserve.
+// Called by Open and diskLoop.
+func (s *Spool) checkDisk() {
+	if s.reserve <= 0 || s.failed.Load() != nil {
+		return
+	}
+	usage, uerr := s.fs.GetDiskUsage(s.dir)
+	known := uerr == nil
+	avail := int64(usage.AvailBytes)
+	_, serr := s.fs.Stat(s.ballast)
+	present := serr == nil
+	if !present && (!known || avail >= 2*s.reserve) {
+		if err := s.makeBallast(); err != nil {
+			s.storageLog.Warn("cannot create the spool ballast yet", "err", err, "reserve_bytes", s.reserve)
+		} else {
+			present = true
+			if known {
+				avail -= s.reserve
+			}
+		}
+	}
+	low := !present || (known && avail < s.reserve)
+	if was := s.noSpace.Swap(low); was != low {
+		if low {
+			s.storageLog.Error("spool disk space below the reserve: refusing new deliveries",
+				"avail_bytes", avail, "reserve_bytes", s.reserve, "ballast", present)
+		} else {
+			s.log.Info("spool disk space back above the reserve: accepting deliveries",
+				"avail_bytes", avail, "reserve_bytes", s.reserve)
+		}
+	}
+}
+
+// makeBallast allocates the ballast file (fallocate where supported, so it
+// is quick and writes nothing) and syncs it.
+func (s *Spool) makeBallast() (err error) {
+	f, err := s.fs.Create(s.ballast, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = s.fs.Remove(s.ballast)
+		}
+	}()
+	if err := f.Preallocate(0, s.reserve); err != nil {
+		return fmt.Errorf("allocating %d bytes: %w", s.reserve, err)
+	}
+	return f.Sync()
+}
+
+// diskLoop runs checkDisk every diskCheckInterval until Close.
+func (s *Spool) diskLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(diskCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.checkDisk()
+		}
+	}
+}
+
+// isNoSpace reports whether err is the file system's "no space" (ENOSPC, or
+// EDQUOT: over a quota).
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// fatalPanic is what pebbleLogger.Fatalf panics with. commit recovers it;
+// anywhere else (a pebble background goroutine) it ends the process.
+type fatalPanic struct{ msg string }
+
+// fail puts the spool in the fail-closed state (sticky): every write is
+// refused with ErrStorage from now on, and Options.OnFatal is told once.
+func (s *Spool) fail(err error) {
+	if !s.failed.CompareAndSwap(nil, &err) {
+		return
+	}
+	s.log.Error("spool storage failed: refusing all writes; restart the process to recover (acknowledged entries are on disk)",
+		"err", err)
+	if s.onFatal != nil {
+		go s.onFatal(err)
+	}
+}
+
+// writable returns an error if a write must not reach pebble: after a
+// storage failure (ErrStorage) or, when forIntake, while disk space is
+// below the reserve (ErrNoSpace).
+func (s *Spool) writable(forIntake bool) error {
+	if p := s.failed.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, *p)
+	}
+	if forIntake && s.noSpace.Load() {
+		return ErrNoSpace
+	}
+	return nil
+}
+
+// Err reports why the spool refuses new entries for want of storage:
+// ErrNoSpace while disk space is short (transient), an error wrapping
+// ErrStorage after a storage failure (until the process restarts), nil
+// when it can write. The bounds on entries are Full's.
+func (s *Spool) Err() error { return s.writable(true) }
+
+// commit commits b with opts, the one way the spool writes. A write error
+// pebble treats as fatal (it calls Logger.Fatalf, which panics) is
+// recovered here and puts the spool in the fail-closed state; a no-space
+// error makes Put refuse new entries until checkDisk sees space again.
+func (s *Spool) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	if err := s.writable(false); err != nil {
+		return err
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			if err != nil && isNoSpace(err) {
+				s.noSpace.Store(true)
+				err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+			}
+			return
+		}
+		fp, ok := r.(fatalPanic)
+		if !ok {
+			panic(r)
+		}
+		err = fmt.Errorf("%w: %s", ErrStorage, fp.msg)
+		s.fail(err)
+	}()
+	return b.Commit(opts)
+}
