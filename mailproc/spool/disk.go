@@ -179,3 +179,59 @@ func (s *Spool) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	}()
 	return b.Commit(opts)
 }
+
+// quotaFS reports EDQUOT (over a quota) from writes as ENOSPC, which is
+// what pebble's vfs.OnDiskFull wrapper recognizes: over a quota, releasing
+// the ballast (counted in the same quota) helps the same way.
+type quotaFS struct{ vfs.FS }
+
+func (fs quotaFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	return quotaFile(fs.FS.Create(name, cat))
+}
+
+func (fs quotaFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	return quotaFile(fs.FS.ReuseForWrite(oldname, newname, cat))
+}
+
+func (fs quotaFS) OpenReadWrite(name string, cat vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return quotaFile(fs.FS.OpenReadWrite(name, cat, opts...))
+}
+
+func (fs quotaFS) Unwrap() vfs.FS { return fs.FS }
+
+func quotaFile(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return f, asENOSPC(err)
+	}
+	return quotaWriter{f}, nil
+}
+
+type quotaWriter struct{ vfs.File }
+
+func (f quotaWriter) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, asENOSPC(err)
+}
+
+func (f quotaWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	return n, asENOSPC(err)
+}
+
+func (f quotaWriter) Preallocate(off, n int64) error { return asENOSPC(f.File.Preallocate(off, n)) }
+func (f quotaWriter) Sync() error                    { return asENOSPC(f.File.Sync()) }
+func (f quotaWriter) SyncData() error                { return asENOSPC(f.File.SyncData()) }
+
+func (f quotaWriter) SyncTo(length int64) (bool, error) {
+	full, err := f.File.SyncTo(length)
+	return full, asENOSPC(err)
+}
+
+// asENOSPC returns err, or, for EDQUOT, an error with its text whose
+// innermost cause is ENOSPC.
+func asENOSPC(err error) error {
+	if err != nil && errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%v: %w", err, syscall.ENOSPC)
+	}
+	return err
+}

@@ -235,7 +235,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 
 	po := &pebble.Options{
-		FS:                 vfs.OnDiskFull(s.fs, s.onDiskFull),
+		FS:                 vfs.OnDiskFull(quotaFS{s.fs}, s.onDiskFull),
 		CacheSize:          8 << 20,
 		MemTableSize:       memTableSize(s.reserve),
 		FormatMajorVersion: pebble.FormatNewest,
