@@ -32,13 +32,16 @@ const (
 // makes Put refuse new entries until space returns. It must be quick.
 func (s *Spool) onDiskFull() {
 	s.noSpace.Store(true)
-	s.storageLog.Error("spool disk full (ENOSPC): released the reserve, refusing new deliveries until space returns",
-		"reserve_bytes", s.reserve)
+	released := false
 	if s.reserve > 0 {
-		if err := s.fs.Remove(s.ballast); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err := s.fs.Remove(s.ballast)
+		released = err == nil
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.storageLog.Error("removing the spool ballast", "err", err)
 		}
 	}
+	s.storageLog.Error("spool disk full (ENOSPC): refusing new deliveries until space returns",
+		"released_reserve", released, "reserve_bytes", s.reserve)
 }
 
 // checkDisk updates noSpace from the free space of the spool's file system
@@ -96,7 +99,8 @@ func (s *Spool) makeBallast() (err error) {
 	return f.Sync()
 }
 
-// diskLoop runs checkDisk every diskCheckInterval until Close.
+// diskLoop runs checkDisk every diskCheckInterval until Close, and opens
+// the store once there is room if Open could not.
 func (s *Spool) diskLoop() {
 	defer s.bg.Done()
 	t := time.NewTicker(diskCheckInterval)
@@ -108,7 +112,30 @@ func (s *Spool) diskLoop() {
 		case <-t.C:
 			s.checkDisk()
 		}
+		s.mu.Lock()
+		live := s.live
+		s.mu.Unlock()
+		if live || s.deferOpen() {
+			continue
+		}
+		if err := s.openDB(); err != nil {
+			s.storageLog.Error("spool still cannot open its store", "err", err)
+		}
 	}
+}
+
+// deferOpen reports whether opening pebble must wait for disk space: the
+// ballast is gone and less than the reserve is free, so pebble's own
+// writes at open (WAL, MANIFEST, a flush) could fail, fatally.
+func (s *Spool) deferOpen() bool {
+	if s.reserve <= 0 {
+		return false
+	}
+	if _, err := s.fs.Stat(s.ballast); err == nil {
+		return false
+	}
+	usage, err := s.fs.GetDiskUsage(s.dir)
+	return err == nil && int64(usage.AvailBytes) < s.reserve
 }
 
 // isNoSpace reports whether err is the file system's "no space" (ENOSPC, or
@@ -124,6 +151,12 @@ type fatalPanic struct{ msg string }
 // fail puts the spool in the fail-closed state (sticky): every write is
 // refused with ErrStorage from now on, and Options.OnFatal is told once.
 func (s *Spool) fail(err error) {
+	s.mu.Lock()
+	live := s.live
+	s.mu.Unlock()
+	if !live {
+		return // opening: openDB returns the error
+	}
 	if !s.failed.CompareAndSwap(nil, &err) {
 		return
 	}

@@ -302,3 +302,59 @@ func TestDiskFullConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenOnFullDisk checks that Open on a disk without room for pebble's
+// own writes (ballast gone, less than the reserve free) does not open the
+// store, which could fail fatally, but returns a spool that refuses
+// deliveries (ErrNoSpace, Full) and hands out nothing, and opens the store
+// with every entry once space returns.
+func TestOpenOnFullDisk(t *testing.T) {
+	mem := vfs.NewMem()
+	opts := Options{ReserveBytes: 1 << 20, Logger: quietLogger(), fs: mem}
+	s, err := Open("spool", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, entry("a", "1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.Remove("spool/" + ballastName); err != nil {
+		t.Fatal(err)
+	}
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 1000, TotalBytes: 16 << 20, UsedBytes: 16<<20 - 1000})
+
+	s, err = Open("spool", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Put(context.Background(), entry("b", "2")); !errors.Is(err, ErrNoSpace) || !errors.Is(err, ErrFull) {
+		t.Fatalf("put on a full disk: %v", err)
+	}
+	if !errors.Is(s.Err(), ErrNoSpace) || !s.Full() {
+		t.Fatalf("Err %v, Full %v", s.Err(), s.Full())
+	}
+	if _, err := nextWithin(t, s, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("next on a full disk: %v", err)
+	}
+	if _, err := s.DeadLetters(0); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("dead letters on a full disk: %v", err)
+	}
+
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 1 << 30, TotalBytes: 2 << 30, UsedBytes: 1 << 30})
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not open 10s after space returned: %v", s.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e := mustNext(t, s); e.ID != "a" {
+		t.Fatalf("next: %q, want a", e.ID)
+	}
+	mustPut(t, s, entry("b", "2"))
+	if st := s.Stats(); st.Messages != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}

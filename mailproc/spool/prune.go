@@ -21,12 +21,15 @@ func (s *Spool) pruneLoop() {
 			return
 		case <-t.C:
 		}
-		if _, err := s.expireDead(); err != nil && !errors.Is(err, ErrClosed) {
+		if _, err := s.expireDead(); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, errNotOpen) {
 			s.log.Error("expiring dead letters", "err", err)
 		}
 		// Bounded: at most pruneBatches batches per tick.
 		for range pruneBatches {
 			n, err := s.pruneOnce(pruneBatch)
+			if errors.Is(err, errNotOpen) {
+				break
+			}
 			if err != nil {
 				s.log.Error("pruning dedupe markers", "err", err)
 				break
@@ -102,6 +105,11 @@ func (s *Spool) expireDead() (int, error) {
 		return 0, err
 	}
 	defer s.ops.Done()
+	return s.expireDeadNow()
+}
+
+// expireDeadNow is expireDead without begin (for load).
+func (s *Spool) expireDeadNow() (int, error) {
 	s.redriveMu.Lock()
 	defer s.redriveMu.Unlock()
 	total := 0

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -155,6 +156,7 @@ type Spool struct {
 
 	mu            sync.Mutex
 	closed        bool
+	live          bool             // the store is open and the index loaded (openDB)
 	items         map[string]*item // pending entries
 	due           dueHeap          // pending, not leased
 	age           ageHeap          // pending
@@ -234,6 +236,24 @@ func Open(dir string, opts Options) (*Spool, error) {
 		s.maxDeadAge = DefaultMaxDeadLetterAge
 	}
 
+	if s.deferOpen() {
+		s.storageLog.Error("spool disk full at start: not opening the store until space returns; refusing deliveries",
+			"dir", dir, "reserve_bytes", s.reserve)
+	} else if err := s.openDB(); err != nil {
+		if !isNoSpace(err) || s.reserve <= 0 {
+			return nil, err
+		}
+		s.storageLog.Error("spool disk full at start: opening the store failed, retrying when space returns; refusing deliveries",
+			"dir", dir, "err", err)
+	}
+	s.bg.Add(2)
+	go s.pruneLoop()
+	go s.diskLoop()
+	return s, nil
+}
+
+// pebbleOptions are the options of the spool's pebble instance.
+func (s *Spool) pebbleOptions() *pebble.Options {
 	po := &pebble.Options{
 		FS:                 vfs.OnDiskFull(quotaFS{s.fs}, s.onDiskFull),
 		CacheSize:          8 << 20,
@@ -252,21 +272,51 @@ func Open(dir string, opts Options) (*Spool, error) {
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // Put looks up absent d/ and s/ keys.
 	}
-	db, err := pebble.Open(dir, po)
+	return po
+}
+
+// openDB opens pebble and rebuilds the index; then the spool is live. On
+// failure nothing is left open and the index is empty. A fatal error of
+// pebble's while opening is returned, not a failure of the spool: a later
+// attempt (diskLoop) may succeed.
+func (s *Spool) openDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("spool: opening pebble in %s: %s: %w", s.dir, fp.msg, syscall.ENOSPC)
+		}
+	}()
+	db, err := pebble.Open(s.dir, s.pebbleOptions())
 	if err != nil {
-		return nil, fmt.Errorf("spool: opening pebble in %s: %w", dir, err)
+		return fmt.Errorf("spool: opening pebble in %s: %w", s.dir, err)
 	}
+	s.mu.Lock()
 	s.db = db
+	s.mu.Unlock()
 	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
+		s.mu.Lock()
+		s.db = nil
+		s.resetIndexLocked()
+		s.mu.Unlock()
+		_ = db.Close()
+		return err
 	}
-	s.bg.Add(2)
-	go s.pruneLoop()
-	go s.diskLoop()
+	s.mu.Lock()
+	s.live = true
+	s.signalLocked()
+	s.mu.Unlock()
 	st := s.Stats()
-	s.log.Info("spool opened", "dir", dir, "pending", st.Messages, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
-	return s, nil
+	s.log.Info("spool opened", "dir", s.dir, "pending", st.Messages, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
+	return nil
+}
+
+// resetIndexLocked empties the in-memory index (after a failed load).
+func (s *Spool) resetIndexLocked() {
+	s.items, s.due, s.age, s.bytes = map[string]*item{}, nil, nil, 0
+	s.deadItems, s.deadAge, s.deadBytes = map[string]*deadItem{}, nil, 0
 }
 
 // load rebuilds the index from q/ and counts d/. An entry that cannot be
@@ -284,7 +334,9 @@ func (s *Spool) load() error {
 			corrupt = append(corrupt, id)
 			return nil
 		}
+		s.mu.Lock()
 		s.addLocked(&item{id: id, due: dueOf(e), enq: e.EnqueuedAt, size: int64(len(e.Payload))})
+		s.mu.Unlock()
 		return nil
 	})
 	if err != nil {
@@ -302,7 +354,9 @@ func (s *Spool) load() error {
 		if dl, err := decodeDeadLetter(v); err == nil {
 			d.at, d.size = dl.DeadAt, int64(len(dl.Payload))
 		}
+		s.mu.Lock()
 		s.addDeadLocked(d)
+		s.mu.Unlock()
 		return nil
 	}); err != nil {
 		return err
@@ -312,7 +366,7 @@ func (s *Spool) load() error {
 			return err
 		}
 	}
-	_, err = s.expireDead()
+	_, err = s.expireDeadNow()
 	return err
 }
 
@@ -333,6 +387,9 @@ func (s *Spool) Close() error {
 	deadline := time.Now().Add(closeTimeout)
 	if !waitUntil(&s.bg, deadline) || !waitUntil(&s.ops, deadline) {
 		return fmt.Errorf("spool: operations still running after %v; not closing pebble", closeTimeout)
+	}
+	if s.db == nil {
+		return nil // never opened (disk full since the start)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.db.Close() }()
@@ -370,9 +427,16 @@ func (s *Spool) begin() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if !s.live {
+		return errNotOpen
+	}
 	s.ops.Add(1)
 	return nil
 }
+
+// errNotOpen is returned while the store could not be opened yet for want
+// of disk space (see diskLoop).
+var errNotOpen = fmt.Errorf("%w (the store is not open yet)", ErrNoSpace)
 
 // get returns a copy of the value at k, or ErrNotFound.
 func (s *Spool) get(k []byte) ([]byte, error) {

@@ -36,7 +36,7 @@ func (s *Spool) Next(ctx context.Context) (Entry, error) {
 		var wait time.Duration = -1
 		// After a storage failure nothing is handed out: its outcome could
 		// not be recorded, and a send would be repeated.
-		if len(s.due) > 0 && s.failed.Load() == nil {
+		if len(s.due) > 0 && s.failed.Load() == nil && s.live {
 			top := s.due[0]
 			if d := top.due.Sub(s.now()); d > 0 {
 				wait = min(d, maxWait)
