@@ -7,8 +7,11 @@
 // work.go (Next, Retry, MarkSent, Complete: the life of a pending entry),
 // transition.go (the one read-change-write sequence of stored records),
 // deadletter.go (DeadLetter, DeadLetters, Redrive), prune.go (expiry of
-// dedupe markers), stats.go, index.go (the in-memory index), record.go (key
-// spaces and encodings), entry.go (exported types and errors), pebblelog.go.
+// dedupe markers and of dead letters over their bounds), stats.go (Stats,
+// Full), index.go (the in-memory indexes), record.go (key spaces and
+// encodings), entry.go (exported types and errors), disk.go (disk space:
+// the reserve, ENOSPC, failing closed, opening late), pebblelog.go
+// (pebble's logger, rate-limited logs).
 package spool
 
 import (
@@ -102,6 +105,49 @@ type Options struct {
 // only after it has committed. The one write without fsync is the removal of
 // expired dedupe markers (pruneOnce), which a later pass redoes if a crash
 // loses it.
+//
+// Dead letters are bounded by count, payload bytes and age; over a bound
+// the oldest (by DeadAt) are deleted (expireDead, without fsync like the
+// marker pruning: a crash may bring some back, to be expired again). They
+// count toward MaxMessages and MaxBytes with the pending entries.
+//
+// Disk full. pebble does not survive a failed write of its own: an error
+// committing a batch (WAL write or fsync) or writing the MANIFEST goes to
+// Logger.Fatalf, a failed WAL rotation panics with pebble's mutex unlocked
+// (a "sync: unlock of unlocked mutex" fatal error nothing can recover), and
+// its WAL writer keeps the first error, so every later commit panics while
+// holding the commit pipeline's lock (recovering it would hang the next
+// commit and Close). So the spool keeps pebble from meeting a full disk:
+//
+//  1. A ballast file of ReserveBytes is kept in the directory, and Put
+//     refuses new entries with ErrNoSpace (503) while less than the reserve
+//     is free or the ballast is missing (checked every second). The other
+//     writes (MarkSent, Retry, Complete, DeadLetter, pruning) go on: they
+//     finish entries and free space. The memtable is at most a quarter of
+//     the reserve, so a flush and a WAL fit in it.
+//  2. pebble writes through vfs.OnDiskFull: the first write that finds the
+//     disk full (ENOSPC; EDQUOT is reported as ENOSPC) deletes the ballast,
+//     and is retried once, into the space it freed. Put refuses from then
+//     until there is room for the ballast and the reserve, when the ballast
+//     is recreated and Puts resume by themselves.
+//  3. What is left is fatal for pebble: a failed fsync (never retried: what
+//     it lost is unknown), or a disk filled past the released ballast.
+//     Fatalf puts the spool in a sticky failed state and panics; commit
+//     recovers that panic in the committing goroutine. From then every
+//     write returns ErrStorage without reaching pebble, Next hands out
+//     nothing, Full and Err report it, Close gives up on pebble after
+//     closeTimeout, and OnFatal is called: the process should exit and be
+//     restarted (recovering in-process is not possible: the broken DB
+//     keeps its directory lock). A Fatalf in a pebble goroutine ends the
+//     process with a panic.
+//  4. Open on a disk without the ballast and with less than the reserve
+//     free does not open pebble (its own writes at open could fail
+//     fatally): the spool serves refusals (ErrNoSpace, Full) and diskLoop
+//     opens the store once there is room; so a restart on a full disk
+//     comes up not ready instead of crash-looping.
+//
+// Nothing is acknowledged that is not on disk: Put returns nil only after
+// its commit with pebble.Sync returned nil.
 type Spool struct {
 	db        *pebble.DB
 	log       *slog.Logger
