@@ -86,7 +86,9 @@ func (r *relayProc) logLines() int {
 // TestDiskFull runs the relay binary with its spool on a 16 MiB tmpfs, fills
 // the tmpfs, and checks: /sns answers 503 with Retry-After (or 200, only for
 // what was stored), /readyz 503, /livez 200, the process lives, its log stays
-// short; a restart on the full disk comes up the same way; once space is
+// short, and what was accepted before is forwarded; a restart on the full
+// disk (twice: the second without a ballast left) comes up the same way;
+// once space is
 // freed deliveries are accepted again, and every delivery answered 200 was
 // forwarded.
 func TestDiskFull(t *testing.T) {
@@ -109,7 +111,9 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s3.Close()
-	ses := fakes.NewSES(fakes.SESOptions{})
+	// Slow sends: the first deliveries are still being forwarded (their
+	// MarkSent and Complete written) when the disk fills.
+	ses := fakes.NewSES(fakes.SESOptions{Latency: time.Second})
 	if err := ses.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
