@@ -313,6 +313,17 @@ func (s *Spool) pebbleOptions() *pebble.Options {
 				s.log.Warn("pebble write stall", "reason", info.Reason)
 			},
 			WriteStallEnd: func() { s.log.Info("pebble write stall ended") },
+			// A flush or compaction that failed; pebble retries it. Out of
+			// space, Put stops taking entries at once (checkDisk lifts it).
+			BackgroundError: func(err error) {
+				if isNoSpace(err) {
+					s.noSpace.Store(true)
+				}
+				s.storageLog.Error("pebble background error (retried)", "err", err)
+			},
+			DiskSlow: func(info pebble.DiskSlowInfo) {
+				s.storageLog.Warn("spool disk slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
+			},
 		},
 	}
 	for i := range po.Levels {
