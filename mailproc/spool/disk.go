@@ -94,9 +94,28 @@ func (s *Spool) makeBallast() (err error) {
 		}
 	}()
 	if err := f.Preallocate(0, s.reserve); err != nil {
-		return fmt.Errorf("allocating %d bytes: %w", s.reserve, err)
+		if isNoSpace(err) {
+			return fmt.Errorf("allocating %d bytes: %w", s.reserve, err)
+		}
+		// No fallocate here (EOPNOTSUPP on some file systems): write it.
+		if err := writeZeros(f, s.reserve); err != nil {
+			return fmt.Errorf("writing %d bytes: %w", s.reserve, err)
+		}
 	}
 	return f.Sync()
+}
+
+// writeZeros writes n zero bytes to f.
+func writeZeros(f vfs.File, n int64) error {
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := f.Write(buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // diskLoop runs checkDisk every diskCheckInterval until Close, and opens

@@ -358,3 +358,25 @@ func TestOpenOnFullDisk(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestBallastWithoutFallocate checks that the ballast is written when the
+// file system has no fallocate, rather than never created (which would
+// refuse every delivery).
+func TestBallastWithoutFallocate(t *testing.T) {
+	mem := vfs.NewMem()
+	inj := &injector{}
+	inj.arm(func(op errorfs.Op) bool { return op.Kind == errorfs.OpFilePreallocate }, syscall.EOPNOTSUPP, -1)
+	s, err := Open("spool", Options{ReserveBytes: 3<<20 + 5, Logger: quietLogger(), fs: newErrFS(mem, inj)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err %v", err)
+	}
+	fi, err := mem.Stat("spool/" + ballastName)
+	if err != nil || fi.Size() != 3<<20+5 {
+		t.Fatalf("ballast: %v, %v", fi, err)
+	}
+	mustPut(t, s, entry("a", "1"))
+}
