@@ -114,7 +114,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.IntVar(&c.DeadLetterMaxMessages, "deadletter-max-messages", 10000, "bound on dead letters; over it the oldest are deleted (they count toward --spool-max-messages too)")
 	fs.Int64Var(&c.DeadLetterMaxBytes, "deadletter-max-bytes", 256<<20, "bound on payload bytes of dead letters; over it the oldest are deleted")
 	fs.DurationVar(&c.DeadLetterMaxAge, "deadletter-max-age", 14*24*time.Hour, "dead letters older than this are deleted")
-	fs.Int64Var(&c.SpoolReserveBytes, "spool-reserve-bytes", 64<<20, "disk space kept free for the spool (a ballast file of this size); below it /sns answers 503 and /readyz fails")
+	fs.Int64Var(&c.SpoolReserveBytes, "spool-reserve-bytes", 64<<20, "disk space kept free for the spool (a ballast file of this size; negative disables); below it /sns answers 503 and /readyz fails")
 	return fs
 }
 
