@@ -48,12 +48,18 @@ func (s *Spool) onDiskFull() {
 // and recreates the ballast when there is room for it and the reserve.
 // Called by Open and diskLoop.
 func (s *Spool) checkDisk() {
-	if s.reserve <= 0 || s.failed.Load() != nil {
+	if s.failed.Load() != nil {
 		return
 	}
 	usage, uerr := s.fs.GetDiskUsage(s.dir)
 	known := uerr == nil
 	avail := int64(usage.AvailBytes)
+	if s.reserve <= 0 {
+		// No reserve: only a write that found the disk full stops intake,
+		// until some space is free again.
+		s.setNoSpace(known && avail < minFreeNoReserve, avail)
+		return
+	}
 	_, serr := s.fs.Stat(s.ballast)
 	present := serr == nil
 	if !present && (!known || avail >= 2*s.reserve) {
@@ -66,11 +72,19 @@ func (s *Spool) checkDisk() {
 			}
 		}
 	}
-	low := !present || (known && avail < s.reserve)
+	s.setNoSpace(!present || (known && avail < s.reserve), avail)
+}
+
+// minFreeNoReserve is the free space under which intake stops when the
+// reserve is disabled (Options.ReserveBytes < 0).
+const minFreeNoReserve = 1 << 20
+
+// setNoSpace sets noSpace to low, logging the changes.
+func (s *Spool) setNoSpace(low bool, avail int64) {
 	if was := s.noSpace.Swap(low); was != low {
 		if low {
 			s.storageLog.Error("spool disk space below the reserve: refusing new deliveries",
-				"avail_bytes", avail, "reserve_bytes", s.reserve, "ballast", present)
+				"avail_bytes", avail, "reserve_bytes", s.reserve)
 		} else {
 			s.log.Info("spool disk space back above the reserve: accepting deliveries",
 				"avail_bytes", avail, "reserve_bytes", s.reserve)

@@ -104,6 +104,11 @@ func (fs errFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory
 //     WAL write or sync) fails the spool closed: Put returns ErrStorage,
 //     nothing panics, OnFatal is told once, Next hands out nothing and
 //     Close ends; a reopen finds every acknowledged entry.
+//
+// Each case runs with a reserve and with none (ReserveBytes < 0): the
+// injected single failures are retried once by pebble's ENOSPC wrapper
+// either way; the ballast matters on a real disk, where the retry needs the
+// space it frees (cmd/mailrelay/chaos TestDiskFull).
 func TestDiskFull(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -124,104 +129,106 @@ func TestDiskFull(t *testing.T) {
 		{name: "sstable write quota once", match: onFile(".sst", isWrite), err: syscall.EDQUOT, shots: 1, flush: true},
 		{name: "wal write quota lasting", match: onFile(".log", isWrite), err: syscall.EDQUOT, shots: -1, fatal: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mem := vfs.NewMem()
-			inj := &injector{}
-			var fatals atomic.Int32
-			opts := Options{ReserveBytes: 1 << 20, Logger: quietLogger(),
-				OnFatal: func(error) { fatals.Add(1) }, fs: newErrFS(mem, inj)}
-			s, err := Open("spool", opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			acked := map[string]bool{}
-			put := func(id string) error {
-				dup, err := s.Put(ctx, entry(id, strings.Repeat("x", 100)))
-				if err == nil && !dup {
-					acked[id] = true
-				}
-				return err
-			}
-			for i := range 3 {
-				if err := put(fmt.Sprintf("before%d", i)); err != nil {
+		for _, reserve := range []int64{1 << 20, -1} {
+			t.Run(fmt.Sprintf("%s/reserve=%d", tc.name, reserve), func(t *testing.T) {
+				mem := vfs.NewMem()
+				inj := &injector{}
+				var fatals atomic.Int32
+				opts := Options{ReserveBytes: reserve, Logger: quietLogger(),
+					OnFatal: func(error) { fatals.Add(1) }, fs: newErrFS(mem, inj)}
+				s, err := Open("spool", opts)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			inj.arm(tc.match, tc.err, tc.shots)
-			var perr error
-			for i := 0; i < 5 && perr == nil; i++ {
-				perr = put(fmt.Sprintf("during%d", i))
-				if tc.flush && perr == nil {
-					if err := s.db.Flush(); err != nil {
-						t.Logf("flush: %v", err)
+				ctx := context.Background()
+				acked := map[string]bool{}
+				put := func(id string) error {
+					dup, err := s.Put(ctx, entry(id, strings.Repeat("x", 100)))
+					if err == nil && !dup {
+						acked[id] = true
+					}
+					return err
+				}
+				for i := range 3 {
+					if err := put(fmt.Sprintf("before%d", i)); err != nil {
+						t.Fatal(err)
 					}
 				}
-			}
-			if perr == nil {
-				t.Fatal("no Put failed while the disk was full")
-			}
-			if s.Err() == nil || !s.Full() {
-				t.Fatalf("after %v: Err %v, Full %v; want unhealthy", perr, s.Err(), s.Full())
-			}
-			if hits := inj.disarm(); hits == 0 {
-				t.Fatal("injection never hit")
-			}
-			if tc.fatal {
-				if !errors.Is(perr, ErrStorage) || !errors.Is(s.Err(), ErrStorage) {
-					t.Fatalf("put: %v, Err %v; want ErrStorage", perr, s.Err())
+				inj.arm(tc.match, tc.err, tc.shots)
+				var perr error
+				for i := 0; i < 5 && perr == nil; i++ {
+					perr = put(fmt.Sprintf("during%d", i))
+					if tc.flush && perr == nil {
+						if err := s.db.Flush(); err != nil {
+							t.Logf("flush: %v", err)
+						}
+					}
 				}
-				if err := put("after"); !errors.Is(err, ErrStorage) {
-					t.Fatalf("put after the failure: %v", err)
+				if perr == nil {
+					t.Fatal("no Put failed while the disk was full")
 				}
-				if _, err := nextWithin(t, s, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-					t.Fatalf("next after the failure: %v; want nothing handed out", err)
+				if s.Err() == nil || !s.Full() {
+					t.Fatalf("after %v: Err %v, Full %v; want unhealthy", perr, s.Err(), s.Full())
 				}
-				deadline := time.Now().Add(2 * time.Second)
-				for fatals.Load() != 1 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
+				if hits := inj.disarm(); hits == 0 {
+					t.Fatal("injection never hit")
 				}
-				if n := fatals.Load(); n != 1 {
-					t.Fatalf("OnFatal called %d times", n)
+				if tc.fatal {
+					if !errors.Is(perr, ErrStorage) || !errors.Is(s.Err(), ErrStorage) {
+						t.Fatalf("put: %v, Err %v; want ErrStorage", perr, s.Err())
+					}
+					if err := put("after"); !errors.Is(err, ErrStorage) {
+						t.Fatalf("put after the failure: %v", err)
+					}
+					if _, err := nextWithin(t, s, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("next after the failure: %v; want nothing handed out", err)
+					}
+					deadline := time.Now().Add(2 * time.Second)
+					for fatals.Load() != 1 && time.Now().Before(deadline) {
+						time.Sleep(10 * time.Millisecond)
+					}
+					if n := fatals.Load(); n != 1 {
+						t.Fatalf("OnFatal called %d times", n)
+					}
+				} else {
+					if !errors.Is(perr, ErrNoSpace) || !errors.Is(perr, ErrFull) || !errors.Is(s.Err(), ErrNoSpace) {
+						t.Fatalf("put: %v, Err %v; want ErrNoSpace", perr, s.Err())
+					}
+					// Space is back: the next check recreates the ballast.
+					s.checkDisk()
+					if err := s.Err(); err != nil || s.Full() {
+						t.Fatalf("after space returned: Err %v, Full %v", err, s.Full())
+					}
+					if err := put("after"); err != nil {
+						t.Fatalf("put after space returned: %v", err)
+					}
 				}
-			} else {
-				if !errors.Is(perr, ErrNoSpace) || !errors.Is(perr, ErrFull) || !errors.Is(s.Err(), ErrNoSpace) {
-					t.Fatalf("put: %v, Err %v; want ErrNoSpace", perr, s.Err())
+				start := time.Now()
+				cerr := s.Close()
+				if d := time.Since(start); d > closeTimeout+time.Second {
+					t.Fatalf("close took %v", d)
 				}
-				// Space is back: the next check recreates the ballast.
-				s.checkDisk()
-				if err := s.Err(); err != nil || s.Full() {
-					t.Fatalf("after space returned: Err %v, Full %v", err, s.Full())
-				}
-				if err := put("after"); err != nil {
-					t.Fatalf("put after space returned: %v", err)
-				}
-			}
-			start := time.Now()
-			cerr := s.Close()
-			if d := time.Since(start); d > closeTimeout+time.Second {
-				t.Fatalf("close took %v", d)
-			}
-			t.Logf("close: %v", cerr)
+				t.Logf("close: %v", cerr)
 
-			// Every acknowledged entry is there after a reopen.
-			opts.fs = mem
-			if tc.fatal && cerr != nil {
-				// pebble was abandoned with its lock held: reopen a copy,
-				// as a new process would find the directory.
-				opts.fs = copyFS(t, mem, "spool")
-			}
-			s2, err := Open("spool", opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
-			for id := range acked {
-				if dup, err := s2.Put(ctx, entry(id, "again")); !dup || err != nil {
-					t.Errorf("acknowledged %s lost after reopen: dup %v, err %v", id, dup, err)
+				// Every acknowledged entry is there after a reopen.
+				opts.fs = mem
+				if tc.fatal && cerr != nil {
+					// pebble was abandoned with its lock held: reopen a copy,
+					// as a new process would find the directory.
+					opts.fs = copyFS(t, mem, "spool")
 				}
-			}
-		})
+				s2, err := Open("spool", opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s2.Close()
+				for id := range acked {
+					if dup, err := s2.Put(ctx, entry(id, "again")); !dup || err != nil {
+						t.Errorf("acknowledged %s lost after reopen: dup %v, err %v", id, dup, err)
+					}
+				}
+			})
+		}
 	}
 }
 
