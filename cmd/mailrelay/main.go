@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
 func main() {
@@ -52,6 +53,9 @@ func report(err error, args []string, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "  -", l)
 		}
 	}
+	if errors.Is(err, spool.ErrStorage) {
+		return exitStorage
+	}
 	var ue *config.UsageError
 	if !errors.As(err, &ue) {
 		return 1
@@ -66,6 +70,11 @@ func report(err error, args []string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "Run '%s --help' for the flags.\n", cmd)
 	return 2
 }
+
+// exitStorage is the exit code after the spool's storage failed in a way
+// only a new process recovers from (EX_TEMPFAIL): the supervisor restarts
+// the relay, which finds every acknowledged delivery on disk.
+const exitStorage = 75
 
 const usage = `usage: mailrelay <command> [flags]
 

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/inbound/admin"
+	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
 func TestDeadletterCLI(t *testing.T) {
@@ -74,5 +78,28 @@ func TestReadmeConfigTable(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), config.MarkdownTable()) {
 		t.Error("README.md's configuration table is stale: paste the output of `mailrelay config`")
+	}
+}
+
+// The exit code tells a supervisor what happened: 0 a clean stop, 1 a
+// failure, 2 a usage mistake, 75 a storage failure only a restart cures.
+func TestReportExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"clean stop", nil, 0},
+		{"help", flag.ErrHelp, 0},
+		{"failure", errors.New("boom"), 1},
+		{"usage", &config.UsageError{Err: errors.New("bad flag")}, 2},
+		{"storage", fmt.Errorf("serve: %w", fmt.Errorf("%w: disk on fire", spool.ErrStorage)), exitStorage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if got := report(tc.err, []string{"serve"}, &b); got != tc.want {
+				t.Errorf("exit code %d, want %d (stderr %q)", got, tc.want, b.String())
+			}
+		})
 	}
 }

@@ -13,16 +13,34 @@ import (
 
 // DeadLetter moves id to the dead letters with reason and the current time,
 // durably. A dead-lettered ID stays a duplicate for Put until redriven.
+//
+// Over a dead-letter bound (Options.MaxDeadLetters, MaxDeadLetterBytes,
+// MaxDeadLetterAge) the oldest dead letters are deleted before it returns.
 func (s *Spool) DeadLetter(id, reason string) error {
-	return s.transition(id, "dead-lettering", func(b *pebble.Batch) error {
-		_, err := move(s, b, pendingSpace, id, deadSpace, id, func(e Entry) DeadLetter {
+	var dl DeadLetter
+	err := s.transition(id, "dead-lettering", func(b *pebble.Batch) (err error) {
+		dl, err = move(s, b, pendingSpace, id, deadSpace, id, func(e Entry) DeadLetter {
 			return DeadLetter{Entry: e, Reason: reason, DeadAt: s.now()}
 		})
 		return err
 	}, func(it *item) {
 		s.removeLocked(it)
-		s.dead++
+		s.addDeadLocked(&deadItem{id: id, at: dl.DeadAt, size: int64(len(dl.Payload))})
 	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	over := s.deadOverLocked(s.now())
+	s.mu.Unlock()
+	if over {
+		// The dead letter is stored: a failure here only delays expiry
+		// to the next pass of pruneLoop.
+		if _, err := s.expireDead(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("expiring dead letters", "err", err)
+		}
+	}
+	return nil
 }
 
 // buryCorrupt moves an undecodable pending record to the dead letters, with
@@ -34,21 +52,21 @@ func (s *Spool) buryCorrupt(id string) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	_, err := move(s, b, corruptSpace, id, deadSpace, dlID, func(raw []byte) DeadLetter {
+	dl, err := move(s, b, corruptSpace, id, deadSpace, dlID, func(raw []byte) DeadLetter {
 		s.log.Error("undecodable pending entry, moving to dead letters", "id", id)
 		return DeadLetter{Entry: Entry{ID: dlID, Payload: raw}, Reason: "spool_corrupt_entry", DeadAt: s.now()}
 	})
 	if err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("spool: moving corrupt entry %q: %w", id, err)
 	}
 	s.mu.Lock()
 	if it := s.items[id]; it != nil {
 		s.removeLocked(it)
 	}
-	s.dead++
+	s.addDeadLocked(&deadItem{id: dlID, at: dl.DeadAt, size: int64(len(dl.Payload))})
 	s.mu.Unlock()
 	return nil
 }
@@ -100,9 +118,11 @@ func (s *Spool) DeadLetters(limit int) ([]DeadLetter, error) {
 // moves all. It returns how many were moved; unknown ids are reported
 // together in an error wrapping ErrNotFound, after the known ones are moved.
 //
-// Redrive never loses a message: it ignores the MaxMessages/MaxBytes bounds,
-// so afterwards the spool may be over them (Full reports true and Put returns
-// ErrFull until enough entries finish).
+// Redrive never loses a message: it ignores the MaxMessages/MaxBytes bounds.
+// Dead letters count toward them like pending entries, so moving one back
+// does not change the total; with the bounds lowered since, the spool may
+// stay over them (Full reports true and Put returns ErrFull until enough
+// entries finish).
 func (s *Spool) Redrive(ids ...string) (int, error) {
 	if err := s.begin(); err != nil {
 		return 0, err
@@ -160,8 +180,8 @@ func (s *Spool) redriveChunk(ids []string) (moved int, missing []string, rerr er
 		if rerr == nil {
 			for _, it := range items {
 				s.addLocked(it)
+				s.removeDeadLocked(it.id)
 			}
-			s.dead -= len(items)
 			if len(items) > 0 {
 				s.signalLocked()
 			}
@@ -217,7 +237,7 @@ func (s *Spool) redriveChunk(ids []string) (moved int, missing []string, rerr er
 	if len(items) == 0 {
 		return 0, missing, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		items = nil
 		return 0, missing, fmt.Errorf("spool: redriving: %w", err)
 	}

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -16,6 +17,14 @@ var (
 	// ErrInvalidID is returned for an entry ID that is empty, longer than
 	// MaxIDLength or contains a NUL byte. It is final: retrying cannot help.
 	ErrInvalidID = errors.New("spool: invalid id")
+	// ErrNoSpace is returned by Put while the free disk space is below the
+	// reserve (Options.ReserveBytes) or a write found the disk full. It
+	// wraps ErrFull: transient, callers answer 503 and SNS retries.
+	ErrNoSpace = fmt.Errorf("%w: disk space below the reserve", ErrFull)
+	// ErrStorage is wrapped by the errors of every write after pebble
+	// reported a write error it cannot recover from: the spool fails
+	// closed until the process restarts (see Options.OnFatal).
+	ErrStorage = errors.New("spool: storage failed")
 )
 
 // Entry is one accepted notification.
@@ -56,4 +65,8 @@ type Stats struct {
 	Bytes       int64     // payload bytes of pending entries
 	DeadLetters int       // entries in the dead-letter store
 	Oldest      time.Time // EnqueuedAt of the oldest pending entry (zero if none)
+
+	DeadLetterBytes    int64     // payload bytes of dead letters
+	OldestDeadLetter   time.Time // DeadAt of the oldest dead letter (zero if none)
+	DeadLettersExpired uint64    // dead letters deleted by the bounds since Open
 }

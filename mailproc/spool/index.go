@@ -136,3 +136,95 @@ func (s *Spool) releaseLocked(it *item) {
 	heap.Push(&s.due, it)
 	s.signalLocked()
 }
+
+// deadItem is the in-memory index record of one dead letter: enough to
+// enforce the dead-letter bounds (count, bytes, age) without reading them.
+type deadItem struct {
+	id   string
+	at   time.Time // DeadAt
+	size int64     // payload bytes
+	idx  int       // index in Spool.deadAge
+}
+
+// deadHeap holds the dead letters, the oldest (by DeadAt, then ID) on top:
+// the first to expire. It implements container/heap.Interface.
+type deadHeap []*deadItem
+
+func (h deadHeap) Len() int { return len(h) }
+func (h deadHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].id < h[j].id
+}
+func (h deadHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *deadHeap) Push(x any) {
+	d := x.(*deadItem)
+	d.idx = len(*h)
+	*h = append(*h, d)
+}
+func (h *deadHeap) Pop() any {
+	old := *h
+	n := len(old)
+	d := old[n-1]
+	old[n-1] = nil
+	d.idx = -1
+	*h = old[:n-1]
+	return d
+}
+
+// addDeadLocked adds (or replaces) a dead letter in the index.
+func (s *Spool) addDeadLocked(d *deadItem) {
+	s.removeDeadLocked(d.id)
+	s.deadItems[d.id] = d
+	s.deadBytes += d.size
+	heap.Push(&s.deadAge, d)
+}
+
+// removeDeadLocked removes a dead letter from the index, if there.
+func (s *Spool) removeDeadLocked(id string) {
+	d := s.deadItems[id]
+	if d == nil {
+		return
+	}
+	delete(s.deadItems, id)
+	s.deadBytes -= d.size
+	heap.Remove(&s.deadAge, d.idx)
+}
+
+// deadOverLocked reports whether the dead letters exceed a bound at now.
+func (s *Spool) deadOverLocked(now time.Time) bool {
+	if len(s.deadAge) == 0 {
+		return false
+	}
+	return len(s.deadItems) > s.maxDead || s.deadBytes > s.maxDeadBytes || s.deadAge[0].at.Before(now.Add(-s.maxDeadAge))
+}
+
+// popDead pops the oldest dead letter of a copy of Spool.deadAge without
+// touching the items' positions (which belong to the real heap).
+func popDead(h *deadHeap) {
+	c := *h
+	n := len(c) - 1
+	c[0] = c[n]
+	c = c[:n]
+	// Sift down by the heap order, without Swap (which updates idx).
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && c.Less(l, m) {
+			m = l
+		}
+		if r < n && c.Less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		c[i], c[m] = c[m], c[i]
+		i = m
+	}
+	*h = c
+}

@@ -2,13 +2,15 @@ package spool
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// pruneLoop removes expired dedupe markers every pruneInterval until Close.
+// pruneLoop removes expired dedupe markers and dead letters over their
+// bounds every pruneInterval until Close.
 func (s *Spool) pruneLoop() {
 	defer s.bg.Done()
 	t := time.NewTicker(pruneInterval)
@@ -19,9 +21,15 @@ func (s *Spool) pruneLoop() {
 			return
 		case <-t.C:
 		}
+		if _, err := s.expireDead(); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, errNotOpen) {
+			s.log.Error("expiring dead letters", "err", err)
+		}
 		// Bounded: at most pruneBatches batches per tick.
 		for range pruneBatches {
 			n, err := s.pruneOnce(pruneBatch)
+			if errors.Is(err, errNotOpen) {
+				break
+			}
 			if err != nil {
 				s.log.Error("pruning dedupe markers", "err", err)
 				break
@@ -81,8 +89,79 @@ func (s *Spool) pruneOnce(limit int) (int, error) {
 		return 0, nil
 	}
 	// Losing these deletes in a crash is harmless: the next pass redoes them.
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.commit(b, pebble.NoSync); err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// expireDead deletes the oldest dead letters while they exceed a bound
+// (count, payload bytes, age), at most pruneBatches*pruneBatch per call, and
+// returns how many it deleted. Like the pruning of markers the deletes are
+// not fsync'd: a crash may bring some back, and the next pass expires them
+// again. It holds redriveMu, so that no Redrive moves an ID it deletes.
+func (s *Spool) expireDead() (int, error) {
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	defer s.ops.Done()
+	return s.expireDeadNow()
+}
+
+// expireDeadNow is expireDead without begin (for load).
+func (s *Spool) expireDeadNow() (int, error) {
+	s.redriveMu.Lock()
+	defer s.redriveMu.Unlock()
+	total := 0
+	defer func() {
+		if total > 0 {
+			if s.onExpired != nil {
+				s.onExpired(total)
+			}
+			s.log.Info("dead letters expired (over a dead-letter bound)", "count", total,
+				"max_messages", s.maxDead, "max_bytes", s.maxDeadBytes, "max_age", s.maxDeadAge)
+		}
+	}()
+	for range pruneBatches {
+		now := s.now()
+		s.mu.Lock()
+		// Pop the victims from a copy of the index state: the index only
+		// follows once the deletes are committed.
+		count, bytes := len(s.deadItems), s.deadBytes
+		var victims []*deadItem
+		h := slices.Clone(s.deadAge)
+		for len(h) > 0 && len(victims) < pruneBatch {
+			top := h[0]
+			if count <= s.maxDead && bytes <= s.maxDeadBytes && !top.at.Before(now.Add(-s.maxDeadAge)) {
+				break
+			}
+			victims = append(victims, top)
+			count--
+			bytes -= top.size
+			popDead(&h)
+		}
+		s.mu.Unlock()
+		if len(victims) == 0 {
+			return total, nil
+		}
+		b := s.db.NewBatch()
+		for _, d := range victims {
+			b.Delete(dbKey(prefixDead, d.id), nil)
+		}
+		err := s.commit(b, pebble.NoSync)
+		b.Close()
+		if err != nil {
+			return total, fmt.Errorf("spool: expiring dead letters: %w", err)
+		}
+		s.mu.Lock()
+		for _, d := range victims {
+			if s.deadItems[d.id] == d {
+				s.removeDeadLocked(d.id)
+			}
+		}
+		s.deadExpired += uint64(len(victims))
+		s.mu.Unlock()
+		total += len(victims)
+	}
+	return total, nil
 }

@@ -11,7 +11,9 @@ import (
 
 // Put stores e durably (fsync'd) before returning. It returns duplicate=true,
 // writing nothing, if e.ID is pending, dead-lettered, or finished less than
-// DedupeTTL ago. It returns ErrFull when storing e would exceed a bound, and
+// DedupeTTL ago. It returns ErrFull when storing e would exceed a bound,
+// ErrNoSpace (which wraps ErrFull) while disk space is short, an error
+// wrapping ErrStorage after a storage failure, and
 // an error wrapping ErrInvalidID for a bad ID. A zero e.EnqueuedAt is set to
 // now. Concurrent Puts share fsyncs (pebble's group commit); concurrent Puts
 // of the same ID store it once, the others return duplicate=true.
@@ -68,8 +70,14 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 		return false, fmt.Errorf("spool: checking dedupe marker: %w", err)
 	}
 
+	// Duplicates are answered above even without disk space: they are
+	// stored already. A new entry needs the reserve (disk.go).
+	if err := s.writable(true); err != nil {
+		return false, err
+	}
 	s.mu.Lock()
-	if len(s.items)+s.reserved < s.maxMsgs && s.bytes+s.reservedBytes+size <= s.maxBytes {
+	// Dead letters count toward the bounds (as in Full).
+	if len(s.items)+len(s.deadItems)+s.reserved < s.maxMsgs && s.bytes+s.deadBytes+s.reservedBytes+size <= s.maxBytes {
 		reserved = true
 		s.reserved++
 		s.reservedBytes += size
@@ -92,7 +100,7 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 	if expiredMarker {
 		b.Delete(dbKey(prefixSeen, e.ID), nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return false, fmt.Errorf("spool: writing entry: %w", err)
 	}
 	committed = &item{id: e.ID, due: dueOf(e), enq: e.EnqueuedAt, size: size}

@@ -7,8 +7,11 @@
 // work.go (Next, Retry, MarkSent, Complete: the life of a pending entry),
 // transition.go (the one read-change-write sequence of stored records),
 // deadletter.go (DeadLetter, DeadLetters, Redrive), prune.go (expiry of
-// dedupe markers), stats.go, index.go (the in-memory index), record.go (key
-// spaces and encodings), entry.go (exported types and errors), pebblelog.go.
+// dedupe markers and of dead letters over their bounds), stats.go (Stats,
+// Full), index.go (the in-memory indexes), record.go (key spaces and
+// encodings), entry.go (exported types and errors), disk.go (disk space:
+// the reserve, ENOSPC, failing closed, opening late), pebblelog.go
+// (pebble's logger, rate-limited logs).
 package spool
 
 import (
@@ -18,6 +21,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -30,6 +34,10 @@ const (
 	DefaultMaxMessages = 100_000
 	DefaultMaxBytes    = 1 << 30
 	DefaultDedupeTTL   = 24 * time.Hour
+
+	DefaultMaxDeadLetters     = 10_000
+	DefaultMaxDeadLetterBytes = 256 << 20
+	DefaultMaxDeadLetterAge   = 14 * 24 * time.Hour
 )
 
 const (
@@ -55,6 +63,25 @@ type Options struct {
 	Logger      *slog.Logger
 	Now         func() time.Time // for tests; default time.Now
 
+	// Dead letters are bounded too: over any of these bounds the oldest
+	// (by DeadAt) are deleted, at insertion and every pruneInterval.
+	MaxDeadLetters     int           // default 10_000
+	MaxDeadLetterBytes int64         // payload bytes (default 256 MiB)
+	MaxDeadLetterAge   time.Duration // default 14 days
+	// OnDeadLettersExpired, if set, is told how many dead letters were
+	// deleted by the bounds above (for a counter).
+	OnDeadLettersExpired func(n int)
+
+	// ReserveBytes is the disk space kept for the spool (default 64 MiB,
+	// negative disables): a ballast file of this size, released when a
+	// write finds the disk full, and the free space under which Put
+	// refuses new entries with ErrNoSpace.
+	ReserveBytes int64
+	// OnFatal, if set, is called once (on its own goroutine) when the
+	// spool fails closed after a storage error pebble cannot recover
+	// from; a process should exit so that it restarts (see Spool).
+	OnFatal func(error)
+
 	// fs replaces the file system, for tests and benchmarks.
 	fs vfs.FS
 }
@@ -78,6 +105,49 @@ type Options struct {
 // only after it has committed. The one write without fsync is the removal of
 // expired dedupe markers (pruneOnce), which a later pass redoes if a crash
 // loses it.
+//
+// Dead letters are bounded by count, payload bytes and age; over a bound
+// the oldest (by DeadAt) are deleted (expireDead, without fsync like the
+// marker pruning: a crash may bring some back, to be expired again). They
+// count toward MaxMessages and MaxBytes with the pending entries.
+//
+// Disk full. pebble does not survive a failed write of its own: an error
+// committing a batch (WAL write or fsync) or writing the MANIFEST goes to
+// Logger.Fatalf, a failed WAL rotation panics with pebble's mutex unlocked
+// (a "sync: unlock of unlocked mutex" fatal error nothing can recover), and
+// its WAL writer keeps the first error, so every later commit panics while
+// holding the commit pipeline's lock (recovering it would hang the next
+// commit and Close). So the spool keeps pebble from meeting a full disk:
+//
+//  1. A ballast file of ReserveBytes is kept in the directory, and Put
+//     refuses new entries with ErrNoSpace (503) while less than the reserve
+//     is free or the ballast is missing (checked every second). The other
+//     writes (MarkSent, Retry, Complete, DeadLetter, pruning) go on: they
+//     finish entries and free space. The memtable is at most a quarter of
+//     the reserve, so a flush and a WAL fit in it.
+//  2. pebble writes through vfs.OnDiskFull: the first write that finds the
+//     disk full (ENOSPC; EDQUOT is reported as ENOSPC) deletes the ballast,
+//     and is retried once, into the space it freed. Put refuses from then
+//     until there is room for the ballast and the reserve, when the ballast
+//     is recreated and Puts resume by themselves.
+//  3. What is left is fatal for pebble: a failed fsync (never retried: what
+//     it lost is unknown), or a disk filled past the released ballast.
+//     Fatalf puts the spool in a sticky failed state and panics; commit
+//     recovers that panic in the committing goroutine. From then every
+//     write returns ErrStorage without reaching pebble, Next hands out
+//     nothing, Full and Err report it, Close gives up on pebble after
+//     closeTimeout, and OnFatal is called: the process should exit and be
+//     restarted (recovering in-process is not possible: the broken DB
+//     keeps its directory lock). A Fatalf in a pebble goroutine ends the
+//     process with a panic.
+//  4. Open on a disk without the ballast and with less than the reserve
+//     free does not open pebble (its own writes at open could fail
+//     fatally): the spool serves refusals (ErrNoSpace, Full) and diskLoop
+//     opens the store once there is room; so a restart on a full disk
+//     comes up not ready instead of crash-looping.
+//
+// Nothing is acknowledged that is not on disk: Put returns nil only after
+// its commit with pebble.Sync returned nil.
 type Spool struct {
 	db        *pebble.DB
 	log       *slog.Logger
@@ -85,6 +155,21 @@ type Spool struct {
 	maxMsgs   int
 	maxBytes  int64
 	dedupeTTL time.Duration
+
+	maxDead      int
+	maxDeadBytes int64
+	maxDeadAge   time.Duration
+	onExpired    func(int)
+
+	// Storage health (disk.go).
+	fs         vfs.FS // the file system under pebble's ENOSPC wrapper
+	dir        string
+	ballast    string // path of the ballast file
+	reserve    int64
+	onFatal    func(error)
+	noSpace    atomic.Bool           // free space below the reserve
+	failed     atomic.Pointer[error] // set once: the spool fails closed
+	storageLog *limitedLog
 
 	done chan struct{} // closed by Close
 	bg   sync.WaitGroup
@@ -117,12 +202,16 @@ type Spool struct {
 
 	mu            sync.Mutex
 	closed        bool
+	live          bool             // the store is open and the index loaded (openDB)
 	items         map[string]*item // pending entries
 	due           dueHeap          // pending, not leased
 	age           ageHeap          // pending
 	bytes         int64            // payload bytes of pending entries
-	dead          int              // dead letters
-	reserved      int              // Puts between bound check and commit
+	deadItems     map[string]*deadItem
+	deadAge       deadHeap // dead letters, the oldest on top
+	deadBytes     int64    // payload bytes of dead letters
+	deadExpired   uint64   // dead letters deleted by the bounds, since Open
+	reserved      int      // Puts between bound check and commit
 	reservedBytes int64
 	claims        map[string]chan struct{} // IDs being written by Put or Redrive; closed when done
 	waiters       int                      // Next calls waiting on wake
@@ -136,20 +225,41 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, errors.New("spool: empty directory")
 	}
 	s := &Spool{
-		log:       opts.Logger,
-		now:       opts.Now,
-		maxMsgs:   opts.MaxMessages,
-		maxBytes:  opts.MaxBytes,
-		dedupeTTL: opts.DedupeTTL,
-		done:      make(chan struct{}),
-		items:     map[string]*item{},
-		claims:    map[string]chan struct{}{},
-		wake:      make(chan struct{}),
+		log:          opts.Logger,
+		now:          opts.Now,
+		maxMsgs:      opts.MaxMessages,
+		maxBytes:     opts.MaxBytes,
+		dedupeTTL:    opts.DedupeTTL,
+		maxDead:      opts.MaxDeadLetters,
+		maxDeadBytes: opts.MaxDeadLetterBytes,
+		maxDeadAge:   opts.MaxDeadLetterAge,
+		onExpired:    opts.OnDeadLettersExpired,
+		fs:           opts.fs,
+		dir:          dir,
+		reserve:      opts.ReserveBytes,
+		onFatal:      opts.OnFatal,
+		done:         make(chan struct{}),
+		items:        map[string]*item{},
+		deadItems:    map[string]*deadItem{},
+		claims:       map[string]chan struct{}{},
+		wake:         make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("pkg", "spool")
+	s.storageLog = newLimitedLog(s.log, logEvery)
+	if s.fs == nil {
+		s.fs = vfs.Default
+	}
+	if s.reserve == 0 {
+		s.reserve = DefaultReserveBytes
+	}
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spool: creating %s: %w", dir, err)
+	}
+	s.ballast = s.fs.PathJoin(dir, ballastName)
+	s.checkDisk()
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -162,13 +272,40 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if s.dedupeTTL <= 0 {
 		s.dedupeTTL = DefaultDedupeTTL
 	}
+	if s.maxDead <= 0 {
+		s.maxDead = DefaultMaxDeadLetters
+	}
+	if s.maxDeadBytes <= 0 {
+		s.maxDeadBytes = DefaultMaxDeadLetterBytes
+	}
+	if s.maxDeadAge <= 0 {
+		s.maxDeadAge = DefaultMaxDeadLetterAge
+	}
 
+	if s.deferOpen() {
+		s.storageLog.Error("spool disk full at start: not opening the store until space returns; refusing deliveries",
+			"dir", dir, "reserve_bytes", s.reserve)
+	} else if err := s.openDB(); err != nil {
+		if !isNoSpace(err) || s.reserve <= 0 {
+			return nil, err
+		}
+		s.storageLog.Error("spool disk full at start: opening the store failed, retrying when space returns; refusing deliveries",
+			"dir", dir, "err", err)
+	}
+	s.bg.Add(2)
+	go s.pruneLoop()
+	go s.diskLoop()
+	return s, nil
+}
+
+// pebbleOptions are the options of the spool's pebble instance.
+func (s *Spool) pebbleOptions() *pebble.Options {
 	po := &pebble.Options{
-		FS:                 opts.fs,
+		FS:                 vfs.OnDiskFull(quotaFS{s.fs}, s.onDiskFull),
 		CacheSize:          8 << 20,
-		MemTableSize:       16 << 20,
+		MemTableSize:       memTableSize(s.reserve),
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{s.log.With("component", "pebble")},
+		Logger:             newPebbleLogger(s.log.With("component", "pebble"), s.fail),
 		EventListener: &pebble.EventListener{
 			// A write stall delays every Put and so every SNS acknowledgement.
 			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
@@ -176,25 +313,67 @@ func Open(dir string, opts Options) (*Spool, error) {
 				s.log.Warn("pebble write stall", "reason", info.Reason)
 			},
 			WriteStallEnd: func() { s.log.Info("pebble write stall ended") },
+			// A flush or compaction that failed; pebble retries it. Out of
+			// space, Put stops taking entries at once (checkDisk lifts it).
+			BackgroundError: func(err error) {
+				if isNoSpace(err) {
+					s.noSpace.Store(true)
+				}
+				s.storageLog.Error("pebble background error (retried)", "err", err)
+			},
+			DiskSlow: func(info pebble.DiskSlowInfo) {
+				s.storageLog.Warn("spool disk slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
+			},
 		},
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // Put looks up absent d/ and s/ keys.
 	}
-	db, err := pebble.Open(dir, po)
+	return po
+}
+
+// openDB opens pebble and rebuilds the index; then the spool is live. On
+// failure nothing is left open and the index is empty. A fatal error of
+// pebble's while opening is returned, not a failure of the spool: a later
+// attempt (diskLoop) may succeed.
+func (s *Spool) openDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("spool: opening pebble in %s: %s: %w", s.dir, fp.msg, syscall.ENOSPC)
+		}
+	}()
+	db, err := pebble.Open(s.dir, s.pebbleOptions())
 	if err != nil {
-		return nil, fmt.Errorf("spool: opening pebble in %s: %w", dir, err)
+		return fmt.Errorf("spool: opening pebble in %s: %w", s.dir, err)
 	}
+	s.mu.Lock()
 	s.db = db
+	s.mu.Unlock()
 	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
+		s.mu.Lock()
+		s.db = nil
+		s.resetIndexLocked()
+		s.mu.Unlock()
+		_ = db.Close()
+		return err
 	}
-	s.bg.Add(1)
-	go s.pruneLoop()
+	s.mu.Lock()
+	s.live = true
+	s.signalLocked()
+	s.mu.Unlock()
 	st := s.Stats()
-	s.log.Info("spool opened", "dir", dir, "pending", st.Messages, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
-	return s, nil
+	s.log.Info("spool opened", "dir", s.dir, "pending", st.Messages, "bytes", st.Bytes, "dead_letters", st.DeadLetters)
+	return nil
+}
+
+// resetIndexLocked empties the in-memory index (after a failed load).
+func (s *Spool) resetIndexLocked() {
+	s.items, s.due, s.age, s.bytes = map[string]*item{}, nil, nil, 0
+	s.deadItems, s.deadAge, s.deadBytes = map[string]*deadItem{}, nil, 0
 }
 
 // load rebuilds the index from q/ and counts d/. An entry that cannot be
@@ -212,10 +391,31 @@ func (s *Spool) load() error {
 			corrupt = append(corrupt, id)
 			return nil
 		}
+		s.mu.Lock()
 		s.addLocked(&item{id: id, due: dueOf(e), enq: e.EnqueuedAt, size: int64(len(e.Payload))})
+		s.mu.Unlock()
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	// Dead letters are indexed before burying: buryCorrupt indexes each
+	// record it moves.
+	if err := s.scan(prefixDead, "scanning dead letters", func(it *pebble.Iterator) error {
+		id := string(it.Key()[len(prefixDead):])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("spool: reading dead letter %q: %w", id, err)
+		}
+		d := &deadItem{id: id, at: s.now(), size: int64(len(v))}
+		if dl, err := decodeDeadLetter(v); err == nil {
+			d.at, d.size = dl.DeadAt, int64(len(dl.Payload))
+		}
+		s.mu.Lock()
+		s.addDeadLocked(d)
+		s.mu.Unlock()
+		return nil
+	}); err != nil {
 		return err
 	}
 	for _, id := range corrupt {
@@ -223,10 +423,8 @@ func (s *Spool) load() error {
 			return err
 		}
 	}
-	return s.scan(prefixDead, "scanning dead letters", func(*pebble.Iterator) error {
-		s.dead++
-		return nil
-	})
+	_, err = s.expireDeadNow()
+	return err
 }
 
 // Close stops background work, makes blocked and future calls return
@@ -240,12 +438,42 @@ func (s *Spool) Close() error {
 	s.closed = true
 	close(s.done)
 	s.mu.Unlock()
-	s.bg.Wait()
-	s.ops.Wait()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("spool: closing pebble: %w", err)
+	// Bounded: after a storage failure an operation may be stuck in
+	// pebble, and pebble's Close may never return. The process is about to
+	// exit then; everything acknowledged is on disk already.
+	deadline := time.Now().Add(closeTimeout)
+	if !waitUntil(&s.bg, deadline) || !waitUntil(&s.ops, deadline) {
+		return fmt.Errorf("spool: operations still running after %v; not closing pebble", closeTimeout)
 	}
-	return nil
+	if s.db == nil {
+		return nil // never opened (disk full since the start)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.db.Close() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("spool: closing pebble: %w", err)
+		}
+		return nil
+	case <-time.After(time.Until(deadline)):
+		return fmt.Errorf("spool: pebble did not close within %v (storage failure: %v)", closeTimeout, s.writable(false))
+	}
+}
+
+// closeTimeout bounds Close.
+const closeTimeout = 10 * time.Second
+
+// waitUntil waits for wg until deadline and reports whether it ended.
+func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(time.Until(deadline)):
+		return false
+	}
 }
 
 // begin registers an operation that uses the database; the caller must call
@@ -256,9 +484,16 @@ func (s *Spool) begin() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if !s.live {
+		return errNotOpen
+	}
 	s.ops.Add(1)
 	return nil
 }
+
+// errNotOpen is returned while the store could not be opened yet for want
+// of disk space (see diskLoop).
+var errNotOpen = fmt.Errorf("%w (the store is not open yet)", ErrNoSpace)
 
 // get returns a copy of the value at k, or ErrNotFound.
 func (s *Spool) get(k []byte) ([]byte, error) {
@@ -293,4 +528,22 @@ func (s *Spool) scan(prefix, what string, fn func(*pebble.Iterator) error) error
 		return fmt.Errorf("spool: %s: %w", what, err)
 	}
 	return nil
+}
+
+// memTableSize is 16 MiB, or a quarter of a smaller reserve: a memtable is
+// flushed to an sstable of about its size, and its WAL grows as large, so
+// the reserve must hold both with room to spare.
+func memTableSize(reserve int64) uint64 {
+	const max, min = 16 << 20, 256 << 10
+	if reserve <= 0 || reserve/4 >= max {
+		return max
+	}
+	return uint64(maxInt(reserve/4, min))
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }

@@ -616,8 +616,10 @@ func TestDeadLetterRedrive(t *testing.T) {
 	}
 }
 
+// TestRedriveAboveBound checks that dead letters count toward the bounds
+// (Full, Put) and that Redrive, which ignores the bounds, keeps the total.
 func TestRedriveAboveBound(t *testing.T) {
-	s := openTest(t, t.TempDir(), Options{MaxMessages: 2})
+	s := openTest(t, t.TempDir(), Options{MaxMessages: 3})
 	mustPut(t, s, entry("a", "x"))
 	mustNext(t, s)
 	if err := s.DeadLetter("a", "bad"); err != nil {
@@ -625,6 +627,12 @@ func TestRedriveAboveBound(t *testing.T) {
 	}
 	mustPut(t, s, entry("b", "x"))
 	mustPut(t, s, entry("c", "x"))
+	if !s.Full() {
+		t.Fatal("2 pending + 1 dead letter with MaxMessages 3: not full")
+	}
+	if _, err := s.Put(context.Background(), entry("d", "x")); !errors.Is(err, ErrFull) {
+		t.Fatalf("put at the bound with a dead letter: %v", err)
+	}
 	if n, err := s.Redrive("a"); n != 1 || err != nil {
 		t.Fatalf("redrive: %d, %v", n, err)
 	}

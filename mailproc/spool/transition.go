@@ -74,7 +74,7 @@ func (s *Spool) transition(id, verb string, stage func(*pebble.Batch) error, ind
 	if err := stage(b); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("spool: %s %q: %w", verb, id, err)
 	}
 	if index != nil {

@@ -13,7 +13,8 @@ import (
 // Next waits until an entry is due and not leased, leases it (in memory
 // only) and returns it with its payload. The entry due first is returned
 // first; among equally due ones the oldest. It returns ctx.Err() when ctx
-// ends and ErrClosed when the spool is closed.
+// ends and ErrClosed when the spool is closed. After a storage failure it
+// hands out nothing (it waits for ctx or Close).
 func (s *Spool) Next(ctx context.Context) (Entry, error) {
 	var timer *time.Timer
 	defer func() {
@@ -33,7 +34,9 @@ func (s *Spool) Next(ctx context.Context) (Entry, error) {
 			return Entry{}, ErrClosed
 		}
 		var wait time.Duration = -1
-		if len(s.due) > 0 {
+		// After a storage failure nothing is handed out: its outcome could
+		// not be recorded, and a send would be repeated.
+		if len(s.due) > 0 && s.failed.Load() == nil && s.live {
 			top := s.due[0]
 			if d := top.due.Sub(s.now()); d > 0 {
 				wait = min(d, maxWait)

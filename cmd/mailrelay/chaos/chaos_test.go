@@ -1,216 +1,25 @@
 package chaos
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
-
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
 	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
-	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
-
-const (
-	workers = 4
-
-	topic  = "arn:aws:sns:us-east-1:123456789012:mailrelay-inbound"
-	bucket = "mailrelay-inbound"
-
-	aliasesYAML = `domains: [relay.example.com]
-aliases:
-  - address: shop@relay.example.com
-    forward_to: [alice@example.org]
-`
-)
-
-// moduleRoot returns the directory holding go.mod above the test's
-// working directory.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		dir = filepath.Dir(dir)
-	}
-	t.Fatal("go.mod not found above the working directory")
-	return ""
-}
-
-// buildRelay builds ./cmd/mailrelay into dir and returns the binary's path.
-func buildRelay(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "mailrelay")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/mailrelay")
-	cmd.Dir = moduleRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a 127.0.0.1 address with a port free right now; the
-// relay binds it on every (re)start.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// relayProc runs the binary; start and kill may be called repeatedly.
-type relayProc struct {
-	t       *testing.T
-	bin     string
-	env     []string
-	logPath string
-	inbound string
-	health  string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	starts int
-}
-
-// start runs the binary once more; it is safe from any goroutine.
-func (r *relayProc) start() error {
-	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.starts++
-	fmt.Fprintf(logf, "--- start %d at %s\n", r.starts, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(r.bin, "serve")
-	cmd.Env = r.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("starting relay: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(exited)
-	}()
-	r.cmd, r.exited = cmd, exited
-	return nil
-}
-
-// signal sends sig and waits (bounded) for the process to exit.
-func (r *relayProc) signal(sig syscall.Signal, wait time.Duration) error {
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(wait):
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("relay did not exit within %v after %v", wait, sig)
-	}
-}
-
-// waitReady polls /readyz until 200 or 15 s pass.
-func (r *relayProc) waitReady() {
-	r.t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := client.Get("http://" + r.health + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.t.Fatalf("relay not ready within 15s; log:\n%s", r.logTail())
-}
-
-func (r *relayProc) logTail() string {
-	b, _ := os.ReadFile(r.logPath)
-	if len(b) > 8<<10 {
-		b = b[len(b)-8<<10:]
-	}
-	return string(b)
-}
-
-// gauge reads one unlabelled metric from /metrics.
-func (r *relayProc) gauge(name string) (float64, error) {
-	resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + r.health + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("metric %s not found", name)
-}
-
-// receivedS3 is an SES Received notification for a mail stored in S3.
-func receivedS3(sesID, key string) string {
-	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	n := sesnotify.Received(sesID, at, []string{"shop@relay.example.com"}, sesnotify.S3Action(topic, bucket, key)).Pass()
-	n.Mail.Source = "dora@example.net"
-	return string(n.JSON())
-}
-
-func mailFor(i int) []byte {
-	return []byte(fmt.Sprintf("From: Dora <dora@example.net>\r\nTo: shop@relay.example.com\r\nSubject: chaos %d\r\n"+
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <chaos-%d@example.net>\r\n\r\nbody %d\r\n", i, i, i))
-}
-
-// messageID returns the Message-ID of a forwarded mail.
-func messageID(raw []byte) string {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	if err != nil {
-		return ""
-	}
-	return strings.Trim(h.Get("Message-Id"), "<> ")
-}
 
 // TestKillNineUnderLoad posts signed notifications at a steady rate while
 // the relay binary is SIGKILLed 3–5 times at random moments and restarted
@@ -266,19 +75,8 @@ func TestKillNineUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(t), health: freeAddr(t)}
-	r.env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
-		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=chaos", "AWS_SECRET_ACCESS_KEY=chaos",
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_ENDPOINT_URL_S3=" + s3.URL(), "AWS_ENDPOINT_URL_SES=" + ses.URL(),
-		"RELAY_LISTEN=" + r.inbound, "RELAY_HEALTH_LISTEN=" + r.health, "RELAY_ADMIN_LISTEN=",
-		"RELAY_SNS_TOPIC_ARNS=" + topic, "RELAY_SNS_CERT_URL_PREFIXES=" + prefix,
-		"RELAY_SPOOL_DIR=" + filepath.Join(dir, "spool"), "RELAY_ALIASES_FILE=" + aliasFile,
-		"RELAY_WORKERS=" + strconv.Itoa(workers), "RELAY_RETRY_MIN=50ms", "RELAY_RETRY_MAX=500ms",
-		"RELAY_S3_TIMEOUT=2s", "RELAY_SES_TIMEOUT=2s", "RELAY_SHUTDOWN_TIMEOUT=5s",
-		"RELAY_LOG_LEVEL=warn", "RELAY_LOG_FORMAT=text",
-	}
+	r.env = relayEnv(home, r, s3.URL(), ses.URL(), prefix, filepath.Join(dir, "spool"), aliasFile,
+		"RELAY_LOG_LEVEL=warn")
 	if err := r.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -445,14 +243,6 @@ func TestKillNineUnderLoad(t *testing.T) {
 		t.Errorf("%d duplicates across %d kills: more than one send in flight per worker (%d)", windowDups, len(killTimes), workers)
 	}
 	t.Logf("kills %d, restarts %d, duplicates from the window (an SES send in flight or accepted, its sent-record not yet fsync'd): %d", len(killTimes), r.starts-1, windowDups)
-}
-
-func countIDs(sent []fakes.Sent) int {
-	ids := map[string]bool{}
-	for _, s := range sent {
-		ids[messageID(s.Raw)] = true
-	}
-	return len(ids)
 }
 
 // straddlesKill reports whether a kill can explain the repeated sends at:

@@ -65,6 +65,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+
+	DeadLetterMaxMessages int
+	DeadLetterMaxBytes    int64
+	DeadLetterMaxAge      time.Duration
+	SpoolReserveBytes     int64
 }
 
 // Flag describes one setting, for documentation.
@@ -113,6 +118,10 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight work")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.IntVar(&c.DeadLetterMaxMessages, "deadletter-max-messages", 10000, "bound on dead letters; over it the oldest are deleted (they count toward --spool-max-messages too)")
+	fs.Int64Var(&c.DeadLetterMaxBytes, "deadletter-max-bytes", 256<<20, "bound on payload bytes of dead letters; over it the oldest are deleted")
+	fs.DurationVar(&c.DeadLetterMaxAge, "deadletter-max-age", 14*24*time.Hour, "dead letters older than this are deleted")
+	fs.Int64Var(&c.SpoolReserveBytes, "spool-reserve-bytes", 64<<20, "disk space kept free for the spool (a ballast file of this size; negative disables); below it /sns answers 503 and /readyz fails")
 	return fs
 }
 

@@ -59,7 +59,7 @@ type Relay struct {
 // is stopped again (listeners closed, spool closed) before it returns the
 // error.
 func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
-	r := &run{cfg: cfg, log: d.Logger, m: d.Metrics}
+	r := &run{cfg: cfg, log: d.Logger, m: d.Metrics, fatal: make(chan error, 1)}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -75,10 +75,13 @@ func Serve(ctx context.Context, cfg *config.Config, d Deps) error {
 	if d.Ready != nil {
 		d.Ready(&r.relay)
 	}
-	r.serveUntil(ctx)
+	err := r.serveUntil(ctx)
+	if err != nil {
+		r.log.Error("spool storage failed; stopping so that the process restarts", "err", err)
+	}
 	r.drain()
 	r.log.Info("stopped")
-	return nil
+	return err
 }
 
 // run is one call of Serve: what it started, in order, and what the drain
@@ -95,6 +98,7 @@ type run struct {
 	inbound  *http.Server
 	pool     *mailproc.Pool
 	hup      chan os.Signal
+	fatal    chan error // the spool failed closed (Options.OnFatal)
 	relay    Relay
 
 	// stops undo what was started, in reverse order: on a start-up
@@ -136,6 +140,31 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		MaxBytes:    cfg.SpoolMaxBytes,
 		DedupeTTL:   cfg.DedupeTTL,
 		Logger:      log.With("component", "spool"),
+
+		MaxDeadLetters:     cfg.DeadLetterMaxMessages,
+		MaxDeadLetterBytes: cfg.DeadLetterMaxBytes,
+		MaxDeadLetterAge:   cfg.DeadLetterMaxAge,
+		OnDeadLettersExpired: telemetry.SpoolMetrics(m, func() telemetry.SpoolStats {
+			s := r.spool.Load()
+			if s == nil {
+				return telemetry.SpoolStats{StorageOK: true}
+			}
+			st := s.Stats()
+			return telemetry.SpoolStats{DeadLetters: st.DeadLetters, DeadLetterBytes: st.DeadLetterBytes,
+				OldestDeadLetter: st.OldestDeadLetter, StorageOK: s.Err() == nil}
+		}),
+		// Readiness reads s.Full(), which is true while the disk is short
+		// of the reserve. A storage failure pebble cannot recover from
+		// fails the spool closed; only a new process recovers, so Serve
+		// drains and returns the error (the binary exits non-zero for the
+		// supervisor to restart it). Acknowledged deliveries are on disk.
+		ReserveBytes: cfg.SpoolReserveBytes,
+		OnFatal: func(err error) {
+			select {
+			case r.fatal <- fmt.Errorf("%w: %w", spool.ErrStorage, err):
+			default:
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -318,12 +347,15 @@ func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclie
 	return nil
 }
 
-// serveUntil reloads the aliases on SIGHUP until ctx ends.
-func (r *run) serveUntil(ctx context.Context) {
+// serveUntil reloads the aliases on SIGHUP until ctx ends, or returns the
+// spool's storage failure.
+func (r *run) serveUntil(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
+		case err := <-r.fatal:
+			return err
 		case <-r.hup:
 			c, err := r.aliases.Reload()
 			if err != nil {
