@@ -495,17 +495,7 @@ func checkPolicies(t *testing.T, r *rendered) {
 		if !in["inbound"] || !in["health"] || len(in) != 2 {
 			t.Errorf("NetworkPolicy ingress ports %v, want inbound and health", in)
 		}
-		out := map[string]bool{}
-		for _, rule := range np.Spec.Egress {
-			for _, p := range rule.Ports {
-				out[fmt.Sprintf("%s/%s", p.Port.String(), *p.Protocol)] = true
-			}
-		}
-		for _, want := range []string{"53/UDP", "53/TCP", "443/TCP"} {
-			if !out[want] {
-				t.Errorf("NetworkPolicy egress has no %s (has %v)", want, out)
-			}
-		}
+		checkEgress(t, np)
 	}
 }
 

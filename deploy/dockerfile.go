@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 )
 
@@ -27,6 +28,20 @@ type Stage struct {
 // (# syntax=...) are comments. Instructions before the first FROM other than
 // ARG are an error, as is a file without FROM.
 func ParseDockerfile(r io.Reader) ([]Stage, error) {
+	_, stages, err := ParseDockerfileArgs(r)
+	return stages, err
+}
+
+// Arg is a global build argument: an ARG before the first FROM, which FROM
+// lines may use as ${NAME}.
+type Arg struct {
+	Name, Default string
+	HasDefault    bool
+}
+
+// ParseDockerfileArgs is ParseDockerfile that also returns the global ARGs.
+func ParseDockerfileArgs(r io.Reader) ([]Arg, []Stage, error) {
+	var globals []Arg
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	var stages []Stage
@@ -59,6 +74,10 @@ func ParseDockerfile(r io.Reader) ([]Stage, error) {
 		}
 		if len(stages) == 0 {
 			if in.Cmd == "ARG" {
+				for _, f := range strings.Fields(in.Args) {
+					name, def, has := strings.Cut(f, "=")
+					globals = append(globals, Arg{Name: name, Default: strings.Trim(def, `"`), HasDefault: has})
+				}
 				return nil
 			}
 			return fmt.Errorf("line %d: %s before the first FROM", start, in.Cmd)
@@ -87,19 +106,19 @@ func ParseDockerfile(r io.Reader) ([]Stage, error) {
 		}
 		cur.WriteString(line)
 		if err := flush(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(stages) == 0 {
-		return nil, fmt.Errorf("no FROM")
+		return nil, nil, fmt.Errorf("no FROM")
 	}
-	return stages, nil
+	return globals, stages, nil
 }
 
 // Find returns the stage's instructions of one kind.
@@ -120,4 +139,38 @@ func ExecForm(args string) ([]string, error) {
 		return nil, fmt.Errorf("not the exec form %q: %w", args, err)
 	}
 	return out, nil
+}
+
+var (
+	sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	argRef       = regexp.MustCompile(`^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$`)
+)
+
+// CheckPinned reports whether a FROM image is pinned by digest: either
+// IMAGE@sha256:<64 hex>, or IMAGE@${ARG} with ARG a global build argument
+// that has no default (the build fails unless a digest is given: the
+// reference would end in "@") or a sha256 digest as its default.
+func CheckPinned(image string, args []Arg) error {
+	_, digest, ok := strings.Cut(image, "@")
+	if !ok {
+		return fmt.Errorf("FROM %s: not pinned by digest (IMAGE@sha256:... or IMAGE@${ARG})", image)
+	}
+	if sha256Digest.MatchString(digest) {
+		return nil
+	}
+	m := argRef.FindStringSubmatch(digest)
+	if m == nil {
+		return fmt.Errorf("FROM %s: digest %q is neither sha256:<64 hex> nor a build argument", image, digest)
+	}
+	name := m[1] + m[2]
+	for _, a := range args {
+		if a.Name != name {
+			continue
+		}
+		if a.HasDefault && !sha256Digest.MatchString(a.Default) {
+			return fmt.Errorf("FROM %s: ARG %s defaults to %q, not a sha256 digest", image, name, a.Default)
+		}
+		return nil
+	}
+	return fmt.Errorf("FROM %s: ARG %s is not declared before the first FROM", image, name)
 }

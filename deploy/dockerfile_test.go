@@ -16,7 +16,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	stages, err := ParseDockerfile(f)
+	args, stages, err := ParseDockerfileArgs(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,8 +24,20 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%d stages, want build and final", len(stages))
 	}
 	build, final := stages[0], stages[1]
-	if !strings.HasPrefix(build.Image, "golang:1.26") || build.Name == "" {
-		t.Errorf("build stage FROM %s AS %q, want golang:1.26 with a name", build.Image, build.Name)
+	for _, st := range stages {
+		if err := CheckPinned(st.Image, args); err != nil {
+			t.Error(err)
+		}
+	}
+	if tag, _, _ := strings.Cut(build.Image, "@"); tag != "golang:1.27.3" || build.Name == "" {
+		t.Errorf("build stage FROM %s AS %q, want golang:1.27.3 (the standard library fixes) with a name", build.Image, build.Name)
+	}
+	var local bool
+	for _, in := range build.Find("ENV") {
+		local = local || in.Args == "GOTOOLCHAIN=local"
+	}
+	if !local {
+		t.Error("build stage does not set GOTOOLCHAIN=local: go could download another toolchain")
 	}
 	var goBuild string
 	for _, in := range build.Find("RUN") {
@@ -38,7 +50,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("go build line %q lacks %s", goBuild, want)
 		}
 	}
-	if final.Image != "gcr.io/distroless/static-debian12:nonroot" {
+	if tag, _, _ := strings.Cut(final.Image, "@"); tag != "gcr.io/distroless/static-debian12:nonroot" {
 		t.Errorf("final stage FROM %s", final.Image)
 	}
 	var copied bool
@@ -72,6 +84,29 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !slices.Equal(exposed, []string{"8080", "8081"}) {
 		t.Errorf("EXPOSE %v, want 8080 8081 (the admin port stays on loopback)", exposed)
+	}
+}
+
+func TestCheckPinned(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	args := []Arg{{Name: "D"}, {Name: "WITHDIGEST", Default: digest, HasDefault: true}, {Name: "TAGGED", Default: "latest", HasDefault: true}}
+	for img, ok := range map[string]bool{
+		"golang:1.27.3@" + digest:            true,
+		"golang@" + digest:                   true,
+		"golang:1.27.3@${D}":                 true,
+		"golang:1.27.3@$D":                   true,
+		"golang:1.27.3@${WITHDIGEST}":        true,
+		"golang:1.27.3":                      false,
+		"golang:1.27.3@sha256:abc":           false,
+		"golang:1.27.3@${TAGGED}":            false,
+		"golang:1.27.3@${UNDECLARED}":        false,
+		"golang:${D}":                        false,
+		"golang:1.27.3@" + digest + "${D}":   false,
+		"golang:1.27.3@${D:-sha256:0000000}": false,
+	} {
+		if err := CheckPinned(img, args); (err == nil) != ok {
+			t.Errorf("CheckPinned(%q) = %v, want pinned %v", img, err, ok)
+		}
 	}
 }
 

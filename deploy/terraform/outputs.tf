@@ -42,3 +42,13 @@ output "dkim_tokens" {
   description = "Easy DKIM tokens per relay domain: publish CNAME <token>._domainkey.<domain> -> <token>.dkim.amazonses.com."
   value       = { for d, id in aws_sesv2_email_identity.relay : d => id.dkim_signing_attributes[0].tokens }
 }
+
+output "sns_kms_key_arn" {
+  description = "KMS key of the SNS topics: the one created (create_sns_kms_key), kms_master_key_id, or null (not encrypted)."
+  value       = local.sns_kms_key_id
+}
+
+output "sns_kms_key_policy_json" {
+  description = "The key policy statement SES needs on a key given as kms_master_key_id (merge it into that key's policy)."
+  value       = data.aws_iam_policy_document.sns_kms_ses.json
+}

@@ -59,3 +59,37 @@ resource "aws_sesv2_email_identity" "relay" {
   configuration_set_name = aws_sesv2_configuration_set.relay.configuration_set_name
   tags                   = var.tags
 }
+
+locals {
+  identity_arns = [for d in var.relay_domains : "arn:${local.partition}:ses:${local.region}:${local.account_id}:identity/${d}"]
+}
+
+# Feedback goes to SNS only: each identity publishes its Bounce and Complaint notifications
+# to the feedback topic, and SES's email feedback forwarding is turned off (bounce and
+# complaint mails to the envelope sender, an address on a relay domain, which would come back
+# in through the receipt rule and be relayed like any mail). SES lets forwarding be off only while the
+# identity has SNS topics for both Bounce and Complaint.
+resource "aws_ses_identity_notification_topic" "bounce" {
+  for_each                 = aws_sesv2_email_identity.relay
+  identity                 = each.value.email_identity
+  notification_type        = "Bounce"
+  topic_arn                = aws_sns_topic.feedback.arn
+  include_original_headers = false
+  depends_on               = [aws_sns_topic_policy.feedback]
+}
+
+resource "aws_ses_identity_notification_topic" "complaint" {
+  for_each                 = aws_sesv2_email_identity.relay
+  identity                 = each.value.email_identity
+  notification_type        = "Complaint"
+  topic_arn                = aws_sns_topic.feedback.arn
+  include_original_headers = false
+  depends_on               = [aws_sns_topic_policy.feedback]
+}
+
+resource "aws_sesv2_email_identity_feedback_attributes" "relay" {
+  for_each                 = aws_sesv2_email_identity.relay
+  email_identity           = each.value.email_identity
+  email_forwarding_enabled = false
+  depends_on               = [aws_ses_identity_notification_topic.bounce, aws_ses_identity_notification_topic.complaint]
+}

@@ -4,6 +4,8 @@ resource "aws_sns_topic" "inbound" {
   name = "${var.name}-inbound"
   # SHA256 signatures; the relay verifies v1 and v2, v2 is the one to use.
   signature_version = 2
+  # Server-side encryption with the key of kms.tf (null: none).
+  kms_master_key_id = local.sns_kms_key_id
   tags              = var.tags
 }
 
@@ -83,12 +85,14 @@ resource "aws_sqs_queue_policy" "sns_dlq" {
 }
 
 # Bounce and complaint events of the mail the relay sends (configuration set event
-# destination). Not subscribed by the relay: it reads SES notifications (notificationType),
+# destination), and the identities' Bounce and Complaint notifications (the same feedback in
+# the notificationType form; a consumer dedupes by mail.messageId). Not subscribed by the relay: it reads SES notifications (notificationType),
 # and event publishing sends eventType records, which it would answer 400. Subscribe the
 # feedback handling here once it exists.
 resource "aws_sns_topic" "feedback" {
   name              = "${var.name}-feedback"
   signature_version = 2
+  kms_master_key_id = local.sns_kms_key_id
   tags              = var.tags
 }
 
@@ -107,10 +111,12 @@ data "aws_iam_policy_document" "feedback_topic" {
       variable = "AWS:SourceAccount"
       values   = [local.account_id]
     }
+    # The configuration set's events, and the identities' Bounce and Complaint notifications
+    # (ses.tf: set so that SES lets email feedback forwarding be turned off).
     condition {
       test     = "StringEquals"
       variable = "AWS:SourceArn"
-      values   = [aws_sesv2_configuration_set.relay.arn]
+      values   = concat([aws_sesv2_configuration_set.relay.arn], local.identity_arns)
     }
   }
 }

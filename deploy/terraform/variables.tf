@@ -98,3 +98,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "kms_master_key_id" {
+  description = "KMS key (ID, ARN or alias ARN) for server-side encryption of the inbound and feedback SNS topics; null: not encrypted, unless create_sns_kms_key. Its key policy must carry output sns_kms_key_policy_json (SES must use the key), so alias/aws/sns does not work."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_master_key_id == null ? true : !endswith(var.kms_master_key_id, "alias/aws/sns")
+    error_message = "alias/aws/sns cannot be used: SES cannot publish to a topic encrypted with the AWS managed key. Give a customer managed key or set create_sns_kms_key."
+  }
+}
+
+variable "create_sns_kms_key" {
+  description = "Create a customer managed KMS key (yearly rotation, alias/<name>-sns) whose policy lets this account's SES use it for these topics, and encrypt both SNS topics with it. Exclusive with kms_master_key_id."
+  type        = bool
+  default     = false
+}

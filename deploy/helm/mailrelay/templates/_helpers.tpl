@@ -89,3 +89,26 @@ RELAY_LISTEN RELAY_HEALTH_LISTEN RELAY_ADMIN_LISTEN RELAY_SPOOL_DIR RELAY_ALIASE
 {{- fail "shutdown.graceMarginSeconds must be at least 1: the kubelet kills the pod when the grace period ends" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Fails the render on a NetworkPolicy egress that would be open by accident: keys of the
+former layout (their rules would silently disappear), DNS to every address, and HTTPS to
+every address without allowAllHTTPS.
+*/}}
+{{- define "mailrelay.validateNetworkPolicy" -}}
+{{- range $old, $new := dict "httpsTo" "networkPolicy.egress.httpsCIDRs (a list of CIDRs)" "dnsTo" "networkPolicy.egress.dnsTo" "extraEgress" "networkPolicy.egress.extra" -}}
+{{- if hasKey $.Values.networkPolicy $old -}}
+{{- fail (printf "networkPolicy.%s has moved to %s" $old $new) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.networkPolicy.egress.dnsTo -}}
+{{- fail "networkPolicy.egress.dnsTo is empty: name the cluster DNS (an empty peer list would allow port 53 to every address)" -}}
+{{- end -}}
+{{- range .Values.networkPolicy.egress.httpsCIDRs -}}
+{{- if or (eq . "0.0.0.0/0") (eq . "::/0") -}}
+{{- if not $.Values.networkPolicy.egress.allowAllHTTPS -}}
+{{- fail (printf "networkPolicy.egress.httpsCIDRs has %s: set networkPolicy.egress.allowAllHTTPS=true to allow HTTPS to every address" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
