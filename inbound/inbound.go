@@ -345,6 +345,9 @@ var statuses = []struct {
 	{errTopicNotAllowed, http.StatusForbidden, "topic_not_allowed"},
 	{sns.ErrCertURL, http.StatusForbidden, "cert_url_not_allowed"},
 	{sns.ErrSignature, http.StatusForbidden, "bad_signature"},
+	// Final: the signed Timestamp is too old (a replay) or in the future.
+	{sns.ErrTimestamp, http.StatusForbidden, "stale_timestamp"},
+	{sns.ErrCertLimited, http.StatusServiceUnavailable, "cert_fetch_limited"},
 	{sns.ErrCertFetch, http.StatusServiceUnavailable, "cert_fetch_failed"},
 	{sns.ErrSubscribeURL, http.StatusForbidden, "subscribe_url_not_allowed"},
 	{sns.ErrConfirm, http.StatusServiceUnavailable, "confirm_failed"},
