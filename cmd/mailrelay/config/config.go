@@ -64,6 +64,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+
+	InboundIdleTimeout time.Duration // idle keep-alive connections closed after
+	InboundBodyTimeout time.Duration // a request body must arrive within
+	SNSMaxAge          time.Duration // oldest SNS Timestamp accepted
 }
 
 // Flag describes one setting, for documentation.
@@ -112,6 +116,9 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight work")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.DurationVar(&c.InboundIdleTimeout, "inbound-idle-timeout", inbound.IdleTimeout, "idle keep-alive connections on the inbound listener are closed after this")
+	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
+	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
 	return fs
 }
 
@@ -216,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InboundMaxConns < 1 {
 		bad("--inbound-max-conns must be positive")
+	}
+	if c.InboundIdleTimeout <= 0 || c.InboundBodyTimeout <= 0 || c.SNSMaxAge <= 0 {
+		bad("--inbound-idle-timeout, --inbound-body-timeout and --sns-max-age must be positive")
 	}
 	return errors.Join(errs...)
 }

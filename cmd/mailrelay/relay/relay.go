@@ -164,11 +164,16 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		ReadHeaderTimeout: inbound.ReadHeaderTimeout,
 		ReadTimeout:       inbound.ReadTimeout,
 		WriteTimeout:      inbound.WriteTimeout,
-		IdleTimeout:       inbound.IdleTimeout,
+		IdleTimeout:       cfg.InboundIdleTimeout,
 		MaxHeaderBytes:    inbound.MaxHeaderBytes,
 		ErrorLog:          e.Server.ErrorLog,
 	}
-	inboundAddr, err := r.listen("inbound", cfg.Listen, cfg.InboundMaxConns, httpServer(r.inbound, (*http.Server).Close))
+	// Limited by inbound.LimitListener, not listen's: at the limit, idle
+	// and slow connections make room instead of new ones waiting.
+	serveInbound := httpServer(r.inbound, (*http.Server).Close)
+	inboundAddr, err := r.listen("inbound", cfg.Listen, 0, func(ln net.Listener) (func() error, func()) {
+		return serveInbound(inbound.LimitListener(ln, r.inbound, cfg.InboundMaxConns, 0))
+	})
 	if err != nil {
 		return err
 	}
@@ -259,6 +264,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 	verifier, err := sns.NewVerifier(sns.VerifierOptions{
 		CertURLPrefixes: cfg.SNSCertURLPrefixes,
 		FetchTimeout:    cfg.SNSCertTimeout,
+		MaxAge:          cfg.SNSMaxAge,
 		Observe:         inbound.ObserveSNS(r.m),
 	})
 	if err != nil {
@@ -273,6 +279,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 		Draining:     r.draining.Load,
 		Metrics:      r.m,
 		Logger:       r.log.With("component", "inbound"),
+		BodyTimeout:  cfg.InboundBodyTimeout,
 	})
 }
 
