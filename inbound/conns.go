@@ -30,8 +30,11 @@ const DefaultSlowGrace = time.Second
 //
 // It sets srv.ConnState and srv.ConnContext (calling any already set) to
 // follow the connections' states; the Handler marks a request's body read.
-// Serve srv on the returned listener only.
+// Serve srv on the returned listener only. A max below 1 means no limit.
 func LimitListener(ln net.Listener, srv *http.Server, max int, slowGrace time.Duration) net.Listener {
+	if max < 1 {
+		return ln // no limit
+	}
 	if slowGrace <= 0 {
 		slowGrace = DefaultSlowGrace
 	}
