@@ -85,12 +85,18 @@ type Config struct {
 	// answered (default DefaultMaxPendingWrites); past it, deliveries are
 	// answered 503 at once.
 	MaxPendingWrites int64
+	// BodyTimeout bounds reading a request's body, from the moment its
+	// headers are read (default DefaultBodyTimeout): a drip-fed body is cut
+	// (503, read_error) instead of holding a connection for the server's
+	// whole ReadTimeout.
+	BodyTimeout time.Duration
 }
 
 // Defaults of Config.PutTimeout and Config.MaxPendingWrites.
 const (
 	DefaultPutTimeout       = 5 * time.Second
 	DefaultMaxPendingWrites = 1024
+	DefaultBodyTimeout      = 5 * time.Second
 )
 
 // Handler serves POST /sns.
@@ -105,9 +111,10 @@ type Handler struct {
 	log        *slog.Logger
 	now        func() time.Time
 
-	putTimeout time.Duration
-	maxPending int64
-	pending    atomic.Int64 // store writes in progress
+	putTimeout  time.Duration
+	maxPending  int64
+	pending     atomic.Int64 // store writes in progress
+	bodyTimeout time.Duration
 }
 
 // New validates cfg and returns a Handler.
@@ -124,6 +131,11 @@ func New(cfg Config) (*Handler, error) {
 
 		putTimeout: cfg.PutTimeout,
 		maxPending: cfg.MaxPendingWrites,
+
+		bodyTimeout: cfg.BodyTimeout,
+	}
+	if h.bodyTimeout <= 0 {
+		h.bodyTimeout = DefaultBodyTimeout
 	}
 	if h.putTimeout <= 0 {
 		h.putTimeout = DefaultPutTimeout
@@ -200,7 +212,7 @@ func (h *Handler) ServeSNS(c echo.Context) (err error) {
 		}
 		h.record(o, time.Since(start))
 	}()
-	h.handle(c.Request(), o)
+	h.handle(c.Request(), http.NewResponseController(c.Response()), o)
 	if o.code == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", h.retryAfter)
 	}
@@ -215,8 +227,8 @@ func (o *outcome) set(code int, reason string, err error) {
 // handle decides the delivery's fate, in the contract's order: size, parse,
 // (draining), topic allow-list, certificate URL rule, signature, act. A
 // delivery that cannot be accepted is answered per status(err).
-func (h *Handler) handle(r *http.Request, o *outcome) {
-	reason, err := h.decide(r, o)
+func (h *Handler) handle(r *http.Request, rc *http.ResponseController, o *outcome) {
+	reason, err := h.decide(r, rc, o)
 	if err != nil {
 		code, reason := status(err)
 		o.set(code, reason, err)
@@ -227,8 +239,8 @@ func (h *Handler) handle(r *http.Request, o *outcome) {
 
 // decide returns the reason of a 200 answer, or the error that refuses the
 // delivery (one status answers for).
-func (h *Handler) decide(r *http.Request, o *outcome) (string, error) {
-	body, err := h.readBody(r)
+func (h *Handler) decide(r *http.Request, rc *http.ResponseController, o *outcome) (string, error) {
+	body, err := h.readBody(r, rc)
 	if err != nil {
 		return "", err
 	}
@@ -266,9 +278,31 @@ func (h *Handler) decide(r *http.Request, o *outcome) (string, error) {
 	}
 }
 
-// readBody reads at most maxBody bytes. Errors wrap errTooLarge, or
-// errReadBody (the client's or the network's problem: SNS may retry).
-func (h *Handler) readBody(r *http.Request) ([]byte, error) {
+// readBody reads at most maxBody bytes within bodyTimeout. Errors wrap
+// errTooLarge, or errReadBody (the client's or the network's problem, a
+// drip-fed body among them: SNS may retry). Once it returns, the request's
+// connection counts as answered, not as a slow sender (LimitListener).
+func (h *Handler) readBody(r *http.Request, rc *http.ResponseController) ([]byte, error) {
+	// Not supported by every ResponseWriter (tests): then only the server's
+	// ReadTimeout applies.
+	deadline := rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) == nil
+	body, err := h.readBodyLimited(r)
+	if err != nil {
+		// The deadline stays: the server's discarding the rest of the body
+		// must not wait on a drip-fed client either.
+		return nil, err
+	}
+	if deadline {
+		// Cleared once read: the server's check for a client gone away
+		// reads on past the body, and a deadline hit there would cancel
+		// the request's context while the handler waits for its fsync.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	requestRead(r.Context())
+	return body, nil
+}
+
+func (h *Handler) readBodyLimited(r *http.Request) ([]byte, error) {
 	if r.ContentLength > h.maxBody {
 		return nil, fmt.Errorf("%w: content length %d over %d", errTooLarge, r.ContentLength, h.maxBody)
 	}
@@ -345,6 +379,9 @@ var statuses = []struct {
 	{errTopicNotAllowed, http.StatusForbidden, "topic_not_allowed"},
 	{sns.ErrCertURL, http.StatusForbidden, "cert_url_not_allowed"},
 	{sns.ErrSignature, http.StatusForbidden, "bad_signature"},
+	// Final: the signed Timestamp is too old (a replay) or in the future.
+	{sns.ErrTimestamp, http.StatusForbidden, "stale_timestamp"},
+	{sns.ErrCertLimited, http.StatusServiceUnavailable, "cert_fetch_limited"},
 	{sns.ErrCertFetch, http.StatusServiceUnavailable, "cert_fetch_failed"},
 	{sns.ErrSubscribeURL, http.StatusForbidden, "subscribe_url_not_allowed"},
 	{sns.ErrConfirm, http.StatusServiceUnavailable, "confirm_failed"},

@@ -349,13 +349,27 @@ func TestInbound(t *testing.T) {
 			},
 		},
 		{
-			name: "cert download fails",
+			name: "cert url answering 404 is final",
 			body: func(e *env) []byte {
 				return tamper(t, e.signer.Notification(topic, "m-404", subject, sesS3, "1"), func(m *sns.Message) {
 					m.SigningCertURL = strings.TrimSuffix(m.SigningCertURL, snstest.CertPath) + "missing.pem"
 				})
 			},
-			code: 503, typ: sns.TypeNotification,
+			code: 403, typ: sns.TypeNotification,
+		},
+		{
+			name: "captured delivery replayed 25 hours later",
+			body: func(e *env) []byte {
+				m := &sns.Message{Type: sns.TypeNotification, MessageId: "m-replay", TopicArn: topic, Message: sesS3,
+					Timestamp: snstest.Timestamp(time.Now().Add(-25 * time.Hour))}
+				return e.signer.Body(m, "2")
+			},
+			code: 403, typ: sns.TypeNotification,
+			check: func(t *testing.T, e *env) {
+				if !strings.Contains(e.logs.String(), `"reason":"stale_timestamp"`) {
+					t.Errorf("log lacks the reason: %s", e.logs)
+				}
+			},
 		},
 		{
 			name: "cert server hangs",

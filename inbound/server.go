@@ -14,13 +14,18 @@ import (
 )
 
 // Timeouts and limits of the server NewServer builds. Slow or stuck clients
-// cannot hold a connection longer than these; the handler itself waits at
-// most one certificate FetchTimeout plus the store's fsync.
+// cannot hold a connection longer than these (a request body: at most the
+// Handler's BodyTimeout once its headers are read; ReadTimeout is the
+// backstop for other paths); the handler itself waits at most one
+// certificate FetchTimeout plus the store's fsync. IdleTimeout is short:
+// SNS opens connections as it needs them, and an idle keep-alive
+// connection is a slot an attacker could hoard (LimitListener also closes
+// idle connections first when the limit is reached).
 const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 30 * time.Second
 	WriteTimeout      = 30 * time.Second
-	IdleTimeout       = 120 * time.Second
+	IdleTimeout       = 5 * time.Second
 	MaxHeaderBytes    = 64 << 10
 )
 

@@ -26,6 +26,8 @@ func TestStatusContract(t *testing.T) {
 		{fmt.Errorf("%w: x", sns.ErrCertURL), http.StatusForbidden},
 		{fmt.Errorf("%w: x", sns.ErrSignature), http.StatusForbidden},
 		{fmt.Errorf("%w: %w", sns.ErrCertFetch, context.DeadlineExceeded), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: %w: x", sns.ErrCertFetch, sns.ErrCertLimited), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: x", sns.ErrTimestamp), http.StatusForbidden},
 		{fmt.Errorf("%w: x", sns.ErrSubscribeURL), http.StatusForbidden},
 		{fmt.Errorf("%w: x", sns.ErrConfirm), http.StatusServiceUnavailable},
 		{fmt.Errorf("%w: %w", errPut, spool.ErrFull), http.StatusServiceUnavailable},

@@ -6,10 +6,11 @@
 //
 // Every error it returns wraps (with %w) one of its Err* sentinels, and that
 // is its only error scheme: malformed input (ErrMalformed, ErrUnknownType),
-// bad signatures (ErrSignature) and disallowed URLs (ErrCertURL,
-// ErrSubscribeURL) fail whenever they are tried again; a failed certificate
-// download (ErrCertFetch) or subscription confirmation (ErrConfirm) may
-// succeed on SNS's redelivery. What each means for an answer is decided by
+// bad signatures (ErrSignature), timestamps outside the accepted window
+// (ErrTimestamp: replays) and disallowed URLs (ErrCertURL, ErrSubscribeURL)
+// fail whenever they are tried again; a failed or rate-limited certificate
+// download (ErrCertFetch, with ErrCertLimited) or subscription confirmation
+// (ErrConfirm) may succeed on SNS's redelivery. What each means for an answer is decided by
 // the caller, in one place (inbound's status table).
 package sns
 

@@ -28,6 +28,10 @@ var (
 	// ErrCertFetch: downloading the certificate failed, timed out or answered
 	// other than 200 (SNS's redelivery may succeed).
 	ErrCertFetch = errors.New("sns: fetching signing certificate failed")
+	// ErrTimestamp: the (signed) Timestamp is older than MaxAge or more than
+	// MaxClockSkew in the future, or unparseable: a replayed or forged
+	// delivery, refused for good.
+	ErrTimestamp = errors.New("sns: timestamp outside the accepted window")
 )
 
 // Operation names passed to VerifierOptions.Observe.
@@ -52,6 +56,12 @@ const (
 	DefaultCacheTTL     = 24 * time.Hour
 	// MaxCertBytes caps a certificate download (SNS certificates are ~2 KB).
 	MaxCertBytes = 64 << 10
+	// DefaultMaxAge is how old a delivery's Timestamp may be. SNS retries
+	// an HTTP delivery for at most an hour; the rest is slack for clocks
+	// and queues.
+	DefaultMaxAge = 2 * time.Hour
+	// MaxClockSkew is how far in the future a Timestamp may be.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // VerifierOptions configure a Verifier. The zero value is the AWS rule with
@@ -79,8 +89,22 @@ type VerifierOptions struct {
 	// (OpGetCertificate, OpConfirmSubscription), the outcome (OutcomeOK,
 	// OutcomeError, OutcomeTimeout) and its duration.
 	Observe func(operation, outcome string, d time.Duration)
-	// Now returns the current time (tests). Default time.Now.
+	// Now returns the current time (tests). Default time.Now. It decides
+	// certificate validity and the age of a delivery's Timestamp, so
+	// fixtures with fixed timestamps pass a fixed clock.
 	Now func() time.Time
+	// MaxAge is how old a delivery's Timestamp may be (ErrTimestamp
+	// above). Default DefaultMaxAge.
+	MaxAge time.Duration
+	// CertFetchRate and CertFetchBurst limit how many downloads of
+	// certificates not in the cache start, per second and at once; and
+	// MaxCertFetches bounds the distinct URLs downloading at the same time.
+	// Past either, Verify fails with ErrCertLimited (and ErrCertFetch)
+	// without a download. Defaults DefaultCertFetchRate,
+	// DefaultCertFetchBurst, DefaultMaxCertFetches.
+	CertFetchRate  float64
+	CertFetchBurst int
+	MaxCertFetches int
 }
 
 // Verifier authenticates SNS messages. It is safe for concurrent use.
@@ -91,10 +115,13 @@ type Verifier struct {
 	ttl          time.Duration
 	observe      func(operation, outcome string, d time.Duration)
 	now          func() time.Time
+	maxAge       time.Duration
+	maxFetches   int
 
 	mu       sync.Mutex
 	cache    *lru
 	inflight map[string]*flight
+	fetches  *tokenBucket // new downloads; guarded by mu
 
 	// joinHook is called when a Verify joins a download already in flight
 	// (tests).
@@ -127,8 +154,24 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		ttl:          opts.CacheTTL,
 		observe:      opts.Observe,
 		now:          opts.Now,
+		maxAge:       opts.MaxAge,
+		maxFetches:   opts.MaxCertFetches,
 		inflight:     map[string]*flight{},
 	}
+	if v.maxAge <= 0 {
+		v.maxAge = DefaultMaxAge
+	}
+	if v.maxFetches <= 0 {
+		v.maxFetches = DefaultMaxCertFetches
+	}
+	rate, burst := opts.CertFetchRate, opts.CertFetchBurst
+	if rate <= 0 {
+		rate = DefaultCertFetchRate
+	}
+	if burst <= 0 {
+		burst = DefaultCertFetchBurst
+	}
+	v.fetches = newTokenBucket(rate, burst)
 	if v.fetchTimeout <= 0 {
 		v.fetchTimeout = DefaultFetchTimeout
 	}
@@ -157,8 +200,12 @@ func (v *Verifier) URLAllowed(u string) bool { return v.rule.originAllowed(u) }
 // Verify authenticates m: the certificate URL must pass the rule, the
 // signature version must be "1" (SHA1withRSA) or "2" (SHA256withRSA), and
 // the base64 signature must verify over m.StringToSign() with the public key
-// of the certificate at SigningCertURL (downloaded once, then cached).
-// Errors wrap ErrCertURL, ErrSignature or ErrCertFetch.
+// of the certificate at SigningCertURL (downloaded once, then cached), and
+// the signed Timestamp must be at most MaxAge old and at most MaxClockSkew
+// in the future. Errors wrap ErrCertURL, ErrSignature, ErrTimestamp or
+// ErrCertFetch (with ErrCertLimited when the download limit refused a new
+// download). A certificate URL answering 4xx (other than 408 and 429) is
+// not a certificate: ErrSignature.
 func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	if !v.rule.certAllowed(m.SigningCertURL) {
 		return fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL)
@@ -199,6 +246,24 @@ func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	if err != nil {
 		return badSignature(err)
 	}
+	// After the signature, which covers Timestamp: a replay of a genuine
+	// delivery is refused here.
+	return v.checkTimestamp(m.Timestamp)
+}
+
+// checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew].
+func (v *Verifier) checkTimestamp(ts string) error {
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return fmt.Errorf("%w: unparseable %.40q", ErrTimestamp, ts)
+	}
+	now := v.now()
+	if age := now.Sub(at); age > v.maxAge {
+		return fmt.Errorf("%w: %s is %s old, over %s", ErrTimestamp, at.UTC().Format(time.RFC3339), age.Round(time.Second), v.maxAge)
+	}
+	if ahead := at.Sub(now); ahead > MaxClockSkew {
+		return fmt.Errorf("%w: %s is %s in the future", ErrTimestamp, at.UTC().Format(time.RFC3339), ahead.Round(time.Second))
+	}
 	return nil
 }
 
@@ -238,6 +303,10 @@ func (v *Verifier) publicKey(ctx context.Context, certURL string) (*rsa.PublicKe
 	}
 	f, joined := v.inflight[certURL]
 	if !joined {
+		if err := v.admitLocked(); err != nil {
+			v.mu.Unlock()
+			return nil, err
+		}
 		f = &flight{done: make(chan struct{})}
 		v.inflight[certURL] = f
 		// The download must not die with the first caller's request: it
@@ -256,6 +325,17 @@ func (v *Verifier) publicKey(ctx context.Context, certURL string) (*rsa.PublicKe
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrCertFetch, ctx.Err())
 	}
+}
+
+// admitLocked decides whether a new download may start (v.mu held).
+func (v *Verifier) admitLocked() error {
+	if len(v.inflight) >= v.maxFetches {
+		return fmt.Errorf("%w: %w: %d certificate downloads running", ErrCertFetch, ErrCertLimited, len(v.inflight))
+	}
+	if !v.fetches.allow(time.Now()) {
+		return fmt.Errorf("%w: %w: new certificate downloads over their rate", ErrCertFetch, ErrCertLimited)
+	}
+	return nil
 }
 
 func (v *Verifier) download(ctx context.Context, certURL string, f *flight) {
@@ -283,6 +363,13 @@ func (v *Verifier) download(ctx context.Context, certURL string, f *flight) {
 	}()
 	var body []byte
 	body, err = v.get(ctx, OpGetCertificate, certURL, MaxCertBytes, func(code int) bool { return code == http.StatusOK })
+	var se *statusError
+	if errors.As(err, &se) && finalStatus(se.code) {
+		// Not a certificate at all (404 and the like): refusing again on
+		// every redelivery is right, retrying is not.
+		err = badSignature(fmt.Errorf("signing certificate: %v", err))
+		return
+	}
 	if errors.Is(err, errTooLarge) {
 		err = badSignature(fmt.Errorf("signing certificate over %d bytes", MaxCertBytes))
 		return
@@ -354,10 +441,24 @@ func (v *Verifier) get(ctx context.Context, op, u string, max int64, ok func(int
 		return nil, err
 	}
 	if !ok(resp.StatusCode) {
-		return nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+		return nil, &statusError{url: u, code: resp.StatusCode}
 	}
 	if int64(len(body)) > max {
 		return body[:max], errTooLarge
 	}
 	return body, nil
+}
+
+// statusError is get's error for a status ok refused.
+type statusError struct {
+	url  string
+	code int
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("GET %.200s: status %d", e.url, e.code) }
+
+// finalStatus reports whether a certificate URL answering code will never
+// serve a certificate: a 4xx other than 408 (timeout) and 429 (throttled).
+func finalStatus(code int) bool {
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
 }

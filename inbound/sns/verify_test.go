@@ -91,13 +91,13 @@ func TestVerify(t *testing.T) {
 		{name: "signature not base64", body: func() []byte { return signer.Notification(topic, "id-9", "s", "m", "1") },
 			mutate: func(m *sns.Message) { m.Signature = "!!!" }, err: sns.ErrSignature, perm: true},
 		{name: "signed by another key", body: func() []byte {
-			m := &sns.Message{Type: sns.TypeNotification, MessageId: "id-10", TopicArn: topic, Message: "m", Timestamp: "t", SigningCertURL: signer.CertURL()}
+			m := &sns.Message{Type: sns.TypeNotification, MessageId: "id-10", TopicArn: topic, Message: "m", Timestamp: snstest.Timestamp(time.Now()), SigningCertURL: signer.CertURL()}
 			return other.Body(m, "2")
 		}, err: sns.ErrSignature, perm: true},
 		{name: "cert url outside prefix", body: func() []byte { return signer.Notification(topic, "id-11", "s", "m", "1") },
 			mutate: func(m *sns.Message) { m.SigningCertURL = other.CertURL() }, err: sns.ErrCertURL, perm: true},
 		{name: "cert missing behind allowed prefix", body: func() []byte { return signer.Notification(topic, "id-12", "s", "m", "1") },
-			mutate: func(m *sns.Message) { m.SigningCertURL = prefix + "missing.pem" }, err: sns.ErrCertFetch},
+			mutate: func(m *sns.Message) { m.SigningCertURL = prefix + "missing.pem" }, err: sns.ErrSignature, perm: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +196,7 @@ func TestVerifyFetchTimeout(t *testing.T) {
 	defer close(release)
 	rec := &recorder{}
 	v := newVerifier(t, sns.VerifierOptions{CertURLPrefixes: []string{hang.URL + "/"}, FetchTimeout: 50 * time.Millisecond, Observe: rec.observe})
-	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: hang.URL + "/cert.pem"}
+	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: snstest.Timestamp(time.Now()), SigningCertURL: hang.URL + "/cert.pem"}
 	signer.Sign(m, "2")
 	err := v.Verify(context.Background(), m)
 	if !errors.Is(err, sns.ErrCertFetch) || !retryable(err) {
@@ -217,11 +217,11 @@ func TestVerifyCallerCancel(t *testing.T) {
 		w.Write(signer.CertPEM())
 	}))
 	v := newVerifier(t, sns.VerifierOptions{CertURLPrefixes: []string{srv.URL + "/"}, FetchTimeout: 10 * time.Second})
-	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: srv.URL + "/cert.pem"}
+	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: snstest.Timestamp(time.Now()), SigningCertURL: srv.URL + "/cert.pem"}
 	signer.Sign(m, "1")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := v.Verify(ctx, m); !errors.Is(err, sns.ErrCertFetch) {
+	if err := v.Verify(ctx, m); !errors.Is(err, sns.ErrCertFetch) && !errors.Is(err, sns.ErrTimestamp) {
 		t.Fatalf("canceled Verify: %v", err)
 	}
 	// The shared download goes on without the canceled caller and fills
@@ -255,7 +255,7 @@ func TestVerifySingleFlight(t *testing.T) {
 			close(release)
 		}
 	})
-	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: srv.URL + "/cert.pem"}
+	m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: snstest.Timestamp(time.Now()), SigningCertURL: srv.URL + "/cert.pem"}
 	signer.Sign(m, "2")
 	errs := make(chan error, n)
 	for range n {
@@ -350,7 +350,7 @@ func TestBadCertificates(t *testing.T) {
 		{"/redirect.pem", sns.ErrCertFetch},
 	}
 	for _, tt := range tests {
-		m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: "t", SigningCertURL: srv.URL + tt.path}
+		m := &sns.Message{Type: sns.TypeNotification, MessageId: "m", TopicArn: topic, Message: "x", Timestamp: snstest.Timestamp(time.Now()), SigningCertURL: srv.URL + tt.path}
 		signer.Sign(m, "1")
 		if err := v.Verify(context.Background(), m); !errors.Is(err, tt.err) {
 			t.Errorf("%s: err %v, want %v", tt.path, err, tt.err)
@@ -428,7 +428,7 @@ func FuzzVerify(f *testing.F) {
 			return
 		}
 		err = v.Verify(context.Background(), m)
-		if err != nil && !errors.Is(err, sns.ErrSignature) && !errors.Is(err, sns.ErrCertURL) && !errors.Is(err, sns.ErrCertFetch) {
+		if err != nil && !errors.Is(err, sns.ErrSignature) && !errors.Is(err, sns.ErrCertURL) && !errors.Is(err, sns.ErrCertFetch) && !errors.Is(err, sns.ErrTimestamp) {
 			t.Fatalf("Verify error outside the sentinels: %v", err)
 		}
 		v.URLAllowed(m.SubscribeURL)

@@ -70,6 +70,9 @@ type Config struct {
 	DeadLetterMaxBytes    int64
 	DeadLetterMaxAge      time.Duration
 	SpoolReserveBytes     int64
+	InboundIdleTimeout time.Duration // idle keep-alive connections closed after
+	InboundBodyTimeout time.Duration // a request body must arrive within
+	SNSMaxAge          time.Duration // oldest SNS Timestamp accepted
 }
 
 // Flag describes one setting, for documentation.
@@ -122,6 +125,9 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.Int64Var(&c.DeadLetterMaxBytes, "deadletter-max-bytes", 256<<20, "bound on payload bytes of dead letters; over it the oldest are deleted")
 	fs.DurationVar(&c.DeadLetterMaxAge, "deadletter-max-age", 14*24*time.Hour, "dead letters older than this are deleted")
 	fs.Int64Var(&c.SpoolReserveBytes, "spool-reserve-bytes", 64<<20, "disk space kept free for the spool (a ballast file of this size; negative disables); below it /sns answers 503 and /readyz fails")
+	fs.DurationVar(&c.InboundIdleTimeout, "inbound-idle-timeout", inbound.IdleTimeout, "idle keep-alive connections on the inbound listener are closed after this")
+	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
+	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
 	return fs
 }
 
@@ -367,6 +373,14 @@ func (c *Config) Validate() error {
 	}
 	if c.InboundMaxConns < 1 {
 		bad("inbound-max-conns", "%d: must be positive", c.InboundMaxConns)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"inbound-idle-timeout", c.InboundIdleTimeout}, {"inbound-body-timeout", c.InboundBodyTimeout}, {"sns-max-age", c.SNSMaxAge}} {
+		if d.v <= 0 {
+			bad(d.name, "%s: must be positive", d.v)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/netutil"
 
 	"github.com/mailrelay/mailrelay/awsclient"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
@@ -123,7 +122,7 @@ func (r *run) stopAll() {
 func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	cfg, log, m := r.cfg, r.log, r.m
 	r.state.Store("starting")
-	healthAddr, err := r.listen("health", cfg.HealthListen, 0, func(ln net.Listener) (func() error, func()) {
+	healthAddr, err := r.listen("health", cfg.HealthListen, func(ln net.Listener) (func() error, func()) {
 		hs := health.New(ln, r.ready, m, log)
 		return hs.Serve, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -196,18 +195,23 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		ReadHeaderTimeout: inbound.ReadHeaderTimeout,
 		ReadTimeout:       inbound.ReadTimeout,
 		WriteTimeout:      inbound.WriteTimeout,
-		IdleTimeout:       inbound.IdleTimeout,
+		IdleTimeout:       cfg.InboundIdleTimeout,
 		MaxHeaderBytes:    inbound.MaxHeaderBytes,
 		ErrorLog:          e.Server.ErrorLog,
 	}
-	inboundAddr, err := r.listen("inbound", cfg.Listen, cfg.InboundMaxConns, httpServer(r.inbound, (*http.Server).Close))
+	// Limited by inbound.LimitListener, not listen's: at the limit, idle
+	// and slow connections make room instead of new ones waiting.
+	serveInbound := httpServer(r.inbound, (*http.Server).Close)
+	inboundAddr, err := r.listen("inbound", cfg.Listen, func(ln net.Listener) (func() error, func()) {
+		return serveInbound(inbound.LimitListener(ln, r.inbound, cfg.InboundMaxConns, 0))
+	})
 	if err != nil {
 		return err
 	}
 	adminAddr := ""
 	if cfg.AdminListen != "" {
 		adminSrv := &http.Server{Handler: admin.Handler(s, log.With("component", "admin")), ReadHeaderTimeout: 5 * time.Second}
-		if adminAddr, err = r.listen("admin", cfg.AdminListen, 0, httpServer(adminSrv, (*http.Server).Close)); err != nil {
+		if adminAddr, err = r.listen("admin", cfg.AdminListen, httpServer(adminSrv, (*http.Server).Close)); err != nil {
 			return err
 		}
 	}
@@ -225,17 +229,13 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 }
 
 // listen is the one way the relay starts a listener (inbound, health,
-// admin): it listens on addr (at most limit connections at once if limit >
-// 0), builds the server with newServer and serves in the background until
+// admin): it listens on addr, builds the server with newServer and serves in the background until
 // Serve returns or a later start-up step fails. It returns the bound
 // address.
-func (r *run) listen(what, addr string, limit int, newServer func(net.Listener) (serve func() error, stop func())) (string, error) {
+func (r *run) listen(what, addr string, newServer func(net.Listener) (serve func() error, stop func())) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s listener: %w", what, err)
-	}
-	if limit > 0 {
-		ln = netutil.LimitListener(ln, limit)
 	}
 	serve, stop := newServer(ln)
 	go func() {
@@ -291,6 +291,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 	verifier, err := sns.NewVerifier(sns.VerifierOptions{
 		CertURLPrefixes: cfg.SNSCertURLPrefixes,
 		FetchTimeout:    cfg.SNSCertTimeout,
+		MaxAge:          cfg.SNSMaxAge,
 		Observe:         inbound.ObserveSNS(r.m),
 	})
 	if err != nil {
@@ -305,6 +306,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 		Draining:     r.draining.Load,
 		Metrics:      r.m,
 		Logger:       r.log.With("component", "inbound"),
+		BodyTimeout:  cfg.InboundBodyTimeout,
 	})
 }
 
