@@ -70,9 +70,9 @@ type Config struct {
 	DeadLetterMaxBytes    int64
 	DeadLetterMaxAge      time.Duration
 	SpoolReserveBytes     int64
-	InboundIdleTimeout time.Duration // idle keep-alive connections closed after
-	InboundBodyTimeout time.Duration // a request body must arrive within
-	SNSMaxAge          time.Duration // oldest SNS Timestamp accepted
+	InboundIdleTimeout    time.Duration // idle keep-alive connections closed after
+	InboundBodyTimeout    time.Duration // a request body must arrive within
+	SNSMaxAge             time.Duration // oldest SNS Timestamp accepted
 }
 
 // Flag describes one setting, for documentation.

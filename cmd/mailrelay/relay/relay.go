@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/mailrelay/mailrelay/awsclient"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/health"
