@@ -1,8 +1,16 @@
 // Package mailproc is the relay's bounded worker pool. Each worker takes a
 // due notification from the spool and carries it through
 //
-//	fetch (S3 or inline) → receipt verdicts → route (aliases) → rewrite →
-//	send (SES) → mark sent → delete the S3 object → complete
+//	receipt verdicts → envelope sender → route (aliases) → fetch (S3 or
+//	inline) → loop rules → rewrite → send (SES) → mark sent → delete the
+//	S3 object → complete
+//
+// Mail that would loop is dropped, not forwarded: an empty envelope sender
+// (empty_sender), a delivery status notification (delivery_report),
+// Auto-Submitted other than "no" (auto_submitted), and mail carrying the
+// loop marker every copy gets (X-Mailrelay-Loop: <alias domain>; loop). A
+// recipient or destination SES could not take is dropped at once
+// (invalid_recipient), never retried.
 //
 // Transient failures go back to the spool with exponential backoff and
 // jitter; permanent ones are dead-lettered with their reason. Everything the
@@ -71,7 +79,19 @@ type Policy struct {
 	DeleteObjects     bool // delete the S3 object once a mail is finished
 	MaxMessageBytes   int64
 	DisplaySuffix     string
+	// HoldUnverified dead-letters (reason unverified) a mail whose spam,
+	// virus or DMARC verdict is PROCESSING_FAILED while the matching Drop*
+	// is on, instead of forwarding it: the check the policy relies on was
+	// not done. Reconcile marks every verdict of the mail it hands over so
+	// (it cannot know them); SES does when a check failed. Default
+	// DefaultHoldUnverified.
+	HoldUnverified bool
 }
+
+// DefaultHoldUnverified is Policy.HoldUnverified's default: off, so that
+// reconciled mail is forwarded as it would have been with the verdicts
+// unknown; on, it waits in the dead letters for an operator.
+const DefaultHoldUnverified = false
 
 // Defaults of Config, applied by New for zero values; cmd's configuration
 // uses the same constants.

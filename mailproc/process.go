@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +76,18 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		res.outcome, res.reason = telemetry.MsgDropped, reason
 		return res
 	}
+	if p.cfg.Policy.HoldUnverified {
+		if check := p.unverified(n); check != "" {
+			// Kept (with its S3 object) for an operator, not lost.
+			res.err = failure.Permanentf(failure.ReasonUnverified, "the %s verdict is %s (a reconciled mail?) and the policy holds unverified mail", check, sesnotify.StatusProcessingFail)
+			return res
+		}
+	}
+	if nullSource(n) {
+		p.cleanup(ctx, n, log)
+		res.outcome, res.reason = telemetry.MsgDropped, failure.ReasonEmptySender
+		return res
+	}
 
 	groups, dropped, err := p.route(ctx, n.Receipt.Recipients)
 	if err != nil {
@@ -83,7 +96,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	}
 	res.dropped = dropped
 	if len(groups) == 0 {
-		if p.cfg.Policy.DeadLetterUnknown {
+		if p.cfg.Policy.DeadLetterUnknown && !allInvalid(dropped) {
 			res.dropped = nil
 			res.err = failure.Permanentf(failure.ReasonUnknownAlias, "no known alias among recipients %q", n.Receipt.Recipients)
 			return res
@@ -129,6 +142,15 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		res.err = failure.Permanentf(failure.ReasonMessageTooLarge, "mail is %d bytes, limit %d", len(raw), p.cfg.Policy.MaxMessageBytes)
 		return res
 	}
+	// Mail that would loop is not forwarded (see loopReason).
+	if reason, err := loopReason(raw, groups); err != nil {
+		res.err = err
+		return res
+	} else if reason != "" {
+		p.cleanup(ctx, n, log)
+		res.outcome, res.reason = telemetry.MsgDropped, reason
+		return res
+	}
 	// Give back what this mail does not need.
 	if need := 2*int64(len(raw)) + 64<<10; need < reserve {
 		p.budget.release(reserve - need)
@@ -151,6 +173,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		if _, err := rewrite.Rewrite(buf, bytes.NewReader(raw), rewrite.Params{
 			Alias:         g.alias,
 			DisplaySuffix: p.cfg.Policy.DisplaySuffix,
+			LoopMarker:    loopMarker(g.alias),
 		}); err != nil {
 			res.err = err
 			return res
@@ -200,6 +223,111 @@ func (p *Pool) verdict(n *sesnotify.Notification) failure.Reason {
 	return ""
 }
 
+// unverified names the first check the policy relies on whose verdict is
+// PROCESSING_FAILED (SES could not run it; reconcile sets every verdict so,
+// as it cannot know them), or "".
+func (p *Pool) unverified(n *sesnotify.Notification) string {
+	r := n.Receipt
+	pol := p.cfg.Policy
+	failed := func(v sesnotify.Verdict) bool { return strings.EqualFold(v.Status, sesnotify.StatusProcessingFail) }
+	switch {
+	case pol.DropVirus && failed(r.VirusVerdict):
+		return "virus"
+	case pol.DropSpam && failed(r.SpamVerdict):
+		return "spam"
+	case pol.DropDMARCReject && failed(r.DMARCVerdict):
+		return "DMARC"
+	}
+	return ""
+}
+
+// nullSource reports whether the notification says the envelope sender was
+// empty (MAIL FROM:<>, bounces and auto-replies): mail.source "<>", or ""
+// in a notification that lists the mail's headers. SES always names the
+// envelope sender of a mail it lists the headers of, so there "" can only
+// be the null reverse-path; notifications built after the fact (reconcile,
+// tests) know neither and list no headers, and for them the Return-Path
+// SES wrote on top of the stored mail decides after the fetch (loopReason).
+func nullSource(n *sesnotify.Notification) bool {
+	src := strings.TrimSpace(n.Mail.Source)
+	return src == "<>" || src == "" && len(n.Mail.Headers) > 0
+}
+
+// loopMarker is the value of the loop marker (rewrite.LoopHeader) on copies
+// sent as alias: the alias's domain, lower-cased.
+func loopMarker(alias string) string {
+	return strings.ToLower(alias[strings.LastIndexByte(alias, '@')+1:])
+}
+
+// loopReason returns why raw must not be forwarded as ordinary mail, or "":
+//
+//   - failure.ReasonLoop: it carries the loop marker one of the copies would
+//     get (it went through this relay before: a destination forwards back
+//     to the alias);
+//   - failure.ReasonEmptySender: its Return-Path, where SES records the
+//     envelope sender, is "<>";
+//   - failure.ReasonDeliveryReport: it is a delivery status notification
+//     (a bounce, whatever its envelope);
+//   - failure.ReasonAutoSubmitted: Auto-Submitted says it is automatic.
+//
+// Forwarding any of these can loop: the copy of a bounce bounces again, an
+// auto-reply answers an auto-reply. A header rewrite would refuse gives its
+// error (permanent malformed_mail).
+func loopReason(raw []byte, groups []group) (failure.Reason, error) {
+	f, err := rewrite.Examine(raw)
+	if err != nil {
+		return "", err
+	}
+	for _, g := range groups {
+		if f.HasLoopMarker(loopMarker(g.alias)) {
+			return failure.ReasonLoop, nil
+		}
+	}
+	switch {
+	case f.NullSender:
+		return failure.ReasonEmptySender, nil
+	case f.DeliveryReport:
+		return failure.ReasonDeliveryReport, nil
+	case f.IsAutoSubmitted():
+		return failure.ReasonAutoSubmitted, nil
+	}
+	return "", nil
+}
+
+// allInvalid reports whether every dropped recipient was invalid (and
+// there was one): such mail can never be forwarded, so it is dropped even
+// under Policy.DeadLetterUnknown, whose dead letters wait for an alias.
+func allInvalid(dropped []failure.Reason) bool {
+	for _, r := range dropped {
+		if r != failure.ReasonInvalidRecipient {
+			return false
+		}
+	}
+	return len(dropped) > 0
+}
+
+// validAddress reports whether a is a plain ASCII addr-spec SES can send
+// from or to: it parses as an address, with no display name, brackets,
+// quotes, blanks or 8-bit bytes. Aliases and destinations are checked
+// before sending, whatever the Resolver: SES answers a bad one with
+// InvalidParameterValue or MessageRejected, for the whole copy.
+func validAddress(a string) bool {
+	if a == "" || len(a) > 320 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c <= ' ' || c > '~' || strings.IndexByte(`"()<>[]:;\,`, c) >= 0 {
+			return false
+		}
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at > 64 || at == len(a)-1 {
+		return false
+	}
+	addr, err := mail.ParseAddress(a)
+	return err == nil && addr.Name == "" && addr.Address == a
+}
+
 // route resolves each recipient and groups them into copies, one per alias.
 func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []failure.Reason, error) {
 	var groups []group
@@ -214,9 +342,20 @@ func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []failu
 		case errors.Is(err, aliases.ErrUnknownAlias):
 			dropped = append(dropped, failure.ReasonUnknownAlias)
 			continue
+		case errors.Is(err, aliases.ErrInvalidRecipient):
+			dropped = append(dropped, failure.ReasonInvalidRecipient)
+			continue
 		case err != nil:
 			return nil, nil, failure.Transient(failure.ReasonAliasLookup, err)
 		}
+		// Whatever the Resolver: an alias or destination SES would refuse
+		// is dropped now, not sent and retried for a day.
+		valid := slices.DeleteFunc(slices.Clone(r.ForwardTo), func(a string) bool { return !validAddress(a) })
+		if !validAddress(r.Alias) || len(valid) == 0 {
+			dropped = append(dropped, failure.ReasonInvalidRecipient)
+			continue
+		}
+		r.ForwardTo = valid
 		if seen[r.Alias] {
 			continue
 		}

@@ -35,6 +35,12 @@ var (
 	// ErrUnknownAlias is returned by Resolve for an address on a relay domain
 	// that matches no alias and no catch-all.
 	ErrUnknownAlias = errors.New("unknown alias")
+	// ErrInvalidRecipient is returned by Resolve for an address on a relay
+	// domain whose local part is not one the relay can send from: not an
+	// ASCII dot-atom (a quoted `"a b"@relay`, spaces, brackets, 8-bit), or
+	// longer than 64 characters. A catch-all would otherwise make it the
+	// alias, the From of the copy, which SES refuses: retrying cannot help.
+	ErrInvalidRecipient = errors.New("invalid recipient")
 )
 
 // Route is where mail for one recipient goes.
@@ -51,8 +57,9 @@ type Route struct {
 
 // Resolver maps a recipient address to its Route. Errors wrap
 // ErrNotOurDomain or ErrUnknownAlias when the mail is simply not for us;
-// any other error (a failed database query, a cancelled context) means the
-// lookup could not be done and may succeed later.
+// ErrInvalidRecipient when it can never be forwarded; any other error (a
+// failed database query, a cancelled context) means the lookup could not be
+// done and may succeed later.
 type Resolver interface {
 	Resolve(ctx context.Context, address string) (Route, error)
 }
@@ -93,8 +100,9 @@ func (t *Table) Len() int {
 // receipt recipient ("Shop+Tag@Relay.Example.com"; surrounding angle
 // brackets and spaces are tolerated). An exact alias wins over the catch-all
 // of the domain. Errors wrap ErrNotOurDomain (no domain, or a domain that is
-// not ours) or ErrUnknownAlias (ours, but no alias and no catch-all, or an
-// empty local part).
+// not ours), ErrUnknownAlias (ours, but no alias and no catch-all, or an
+// empty local part) or ErrInvalidRecipient (ours, but the local part is not
+// an ASCII dot-atom of at most 64 characters; "+" allowed).
 func (t *Table) Resolve(ctx context.Context, address string) (Route, error) {
 	if err := ctx.Err(); err != nil {
 		return Route{}, err
@@ -108,6 +116,9 @@ func (t *Table) Resolve(ctx context.Context, address string) (Route, error) {
 	}
 	if local == "" {
 		return Route{}, fmt.Errorf("%w: %q has an empty local part", ErrUnknownAlias, address)
+	}
+	if err := checkRecipientLocal(local); err != nil {
+		return Route{}, fmt.Errorf("%w: %.100q: %v", ErrInvalidRecipient, address, err)
 	}
 	alias := local + "@" + domain
 	if fw, ok := t.exact[alias]; ok {
@@ -141,6 +152,28 @@ func splitRecipient(address string) (local, domain string, ok bool) {
 		local = local[:i]
 	}
 	return strings.ToLower(local), domain, true
+}
+
+// checkRecipientLocal validates the local part of a received address (base
+// part, lower-cased): an RFC 5322 dot-atom of ASCII atext, "+" allowed (a
+// catch-all hit on "+tag@" keeps it), at most 64 characters (RFC 5321).
+func checkRecipientLocal(l string) error {
+	if len(l) > 64 {
+		return errors.New("local part longer than 64 characters")
+	}
+	if l[0] == '.' || l[len(l)-1] == '.' || strings.Contains(l, "..") {
+		return errors.New("misplaced '.' in the local part")
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '+':
+		case strings.IndexByte("!#$%&'*-/=?^_`{|}~", c) >= 0:
+		default:
+			return fmt.Errorf("invalid character %q in the local part", c)
+		}
+	}
+	return nil
 }
 
 // normDomain lower-cases a domain and removes one trailing dot.

@@ -58,6 +58,20 @@ func TestResolve(t *testing.T) {
 		{"shop@example.com", "", nil, ErrNotOurDomain},
 		{"shop@relay.example.com.evil.org", "", nil, ErrNotOurDomain},
 		{"no-at-sign", "", nil, ErrNotOurDomain},
+		// Not an address the relay can send from: never forwarded, never
+		// retried (the catch-all would make it the From of the copy).
+		{`"a b"@relay.example.com`, "", nil, ErrInvalidRecipient},
+		{"a b@relay.example.com", "", nil, ErrInvalidRecipient},
+		{"<a<b>@relay.example.com>", "", nil, ErrInvalidRecipient},
+		{"jörg@relay.example.com", "", nil, ErrInvalidRecipient},
+		{".dot@relay.example.com", "", nil, ErrInvalidRecipient},
+		{"a..b@relay.example.com", "", nil, ErrInvalidRecipient},
+		{"a\r\nbcc:x@relay.example.com", "", nil, ErrInvalidRecipient},
+		{strings.Repeat("a", 65) + "@relay.example.com", "", nil, ErrInvalidRecipient},
+		{`"x y"@other.example.net`, "", nil, ErrInvalidRecipient},
+		{`"a b"@example.com`, "", nil, ErrNotOurDomain},
+		{strings.Repeat("a", 64) + "@relay.example.com", strings.Repeat("a", 64) + "@relay.example.com", []string{"ops@example.org"}, nil},
+		{"o'brien-x_y@relay.example.com", "o'brien-x_y@relay.example.com", []string{"ops@example.org"}, nil},
 		{"shop@", "", nil, ErrNotOurDomain},
 		{"", "", nil, ErrNotOurDomain},
 	}

@@ -41,10 +41,14 @@ func (c Class) String() string {
 //	                         feedback_bounce, feedback_complaint,
 //	                         unknown_alias, no_content, message_too_large,
 //	                         alias_lookup, spool_write, shutdown, panic,
-//	                         breaker_open, retries_exhausted
+//	                         breaker_open, retries_exhausted,
+//	                         unverified, invalid_recipient
 //	drops (mailproc):        spam, virus, dmarc_reject, not_our_domain,
-//	                         unknown_alias, no_recipient; forwarded: ok
-//	mail (rewrite):          malformed_mail, message_too_large
+//	                         unknown_alias, no_recipient, invalid_recipient,
+//	                         empty_sender, auto_submitted,
+//	                         delivery_report, loop; forwarded: ok
+//	mail (rewrite):          malformed_mail, message_too_large,
+//	                         invalid_recipient
 //	AWS calls (awsclient):   breaker_open, s3_not_found, ses_rejected,
 //	                         ses_invalid_parameter,
 //	                         ses_mail_from_not_verified, ses_sending_paused,
@@ -75,6 +79,17 @@ const (
 	// ReasonRetriesExhausted: a transient failure lasted past the retry
 	// age; prefixed to the last reason in the dead letter.
 	ReasonRetriesExhausted Reason = "retries_exhausted"
+	// ReasonUnverified: the receipt says a check the policy relies on
+	// (spam, virus) could not be done (PROCESSING_FAILED, what reconcile
+	// sets) and the policy holds such mail (Policy.HoldUnverified):
+	// dead-lettered for an operator, the object kept.
+	ReasonUnverified Reason = "unverified"
+	// ReasonInvalidRecipient: a recipient or destination is not a valid
+	// address (catch-all hit on a local part such as "a b", a destination
+	// SES would refuse). Permanent: a retry cannot make it valid. A
+	// recipient is dropped; a mail with no other is dropped, or
+	// dead-lettered under Policy.DeadLetterUnknown.
+	ReasonInvalidRecipient Reason = "invalid_recipient"
 )
 
 // Reasons of mail finished without failure: the drops, and forwarded.
@@ -85,6 +100,23 @@ const (
 	ReasonNotOurDomain Reason = "not_our_domain"
 	ReasonNoRecipient  Reason = "no_recipient"
 	ReasonOK           Reason = "ok"
+
+	// Mail that must not be forwarded as ordinary mail, lest it loop
+	// (a forwarded copy bounces, SES mails the bounce to the alias, the
+	// relay forwards it to the destination that bounced, ...):
+	//
+	// ReasonEmptySender: the envelope sender is empty (MAIL FROM:<>), as
+	// for every bounce and auto-reply (RFC 5321 4.5.5, RFC 3834).
+	ReasonEmptySender Reason = "empty_sender"
+	// ReasonAutoSubmitted: Auto-Submitted other than "no" (RFC 3834).
+	ReasonAutoSubmitted Reason = "auto_submitted"
+	// ReasonDeliveryReport: a delivery status notification
+	// (multipart/report; report-type=delivery-status, or
+	// message/delivery-status; RFC 3464 and their RFC 6533 "global" forms).
+	ReasonDeliveryReport Reason = "delivery_report"
+	// ReasonLoop: the mail carries the relay's own loop marker
+	// (X-Mailrelay-Loop): it was forwarded by the relay before.
+	ReasonLoop Reason = "loop"
 )
 
 // Reasons of AWS calls (awsclient.Classify). The per-service ones are

@@ -53,6 +53,12 @@ func TestReasonValues(t *testing.T) {
 		ReasonS3NotFound:            "s3_not_found",
 		ReasonSESThrottled:          "ses_throttled",
 		ReasonS35xx:                 "s3_5xx",
+		ReasonUnverified:            "unverified",
+		ReasonInvalidRecipient:      "invalid_recipient",
+		ReasonEmptySender:           "empty_sender",
+		ReasonAutoSubmitted:         "auto_submitted",
+		ReasonDeliveryReport:        "delivery_report",
+		ReasonLoop:                  "loop",
 	} {
 		if string(r) != want {
 			t.Errorf("%q, want %q", r, want)

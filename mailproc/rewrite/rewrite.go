@@ -3,9 +3,10 @@
 // The contract: From becomes the alias address on the relay domain, with a
 // display name that shows the original sender; Reply-To lets the recipient
 // answer the original sender; To/Cc/Subject/Date and the threading headers
-// are kept; Return-Path, Sender, DKIM-Signature and duplicates of
-// single-instance headers are removed; the body (every MIME part) is passed
-// through byte for byte.
+// are kept; Return-Path, Sender, DKIM-Signature, read-receipt requests and
+// duplicates of single-instance headers are removed; a bare CR in a kept
+// field becomes a space; a loop marker (LoopHeader) is added; the body (every
+// MIME part) is passed through byte for byte.
 //
 // Only the header block is parsed. It is split into raw fields that keep
 // their exact bytes (folding, whitespace, line endings), so every field that
@@ -58,7 +59,19 @@ type Params struct {
 	// MaxBytes, when > 0, is the largest input message accepted; a larger
 	// one fails with failure.Permanent(failure.ReasonMessageTooLarge).
 	MaxBytes int64
+	// LoopMarker, when not empty, is written as the value of a LoopHeader
+	// field at the top of the copy (see LoopHeader). It must be a plain
+	// token: printable ASCII without blanks, at most 255 bytes.
+	LoopMarker string
 }
+
+// LoopHeader names the field the relay adds to every copy it forwards, with
+// Params.LoopMarker as its value (the relay uses the alias's domain,
+// lower-cased: "X-Mailrelay-Loop: relay.example.com"). A mail that arrives
+// already carrying the marker the relay would add has been through it
+// before (an alias forwarding to an address that forwards back) and is not
+// forwarded again. Other relays' markers are kept, like any other field.
+const LoopHeader = "X-Mailrelay-Loop"
 
 // Result describes what Rewrite did.
 type Result struct {
@@ -80,6 +93,9 @@ type Result struct {
 	// Removed counts the header fields dropped (the replaced From not
 	// counted).
 	Removed int
+	// Repaired counts the kept fields whose line breaks were neutralised
+	// (a bare CR made a space, a bare LF line ending made CRLF).
+	Repaired int
 	// HeaderBytes and BodyBytes are the bytes written for the header block
 	// (separator included) and for the body.
 	HeaderBytes, BodyBytes int64
@@ -103,11 +119,24 @@ type Result struct {
 //     message); all X-SES-* fields (the receipt headers describe the inbound
 //     hop and are in the SES notification anyway; and SES gives meaning to
 //     X-SES-CONFIGURATION-SET, X-SES-MESSAGE-TAGS, X-SES-SOURCE-ARN, ... on
-//     sending, which a remote sender must not be able to set); fields with an
-//     empty name; and every occurrence after the first of Date, From,
-//     Reply-To, To, Cc, Message-ID, In-Reply-To, References and Subject
-//     (RFC 5322 3.6).
+//     sending, which a remote sender must not be able to set); the
+//     read-receipt requests Disposition-Notification-To (RFC 8098),
+//     Return-Receipt-To and X-Confirm-Reading-To (a receipt sent by the
+//     destination's mail client would go from its real address to the
+//     sender, revealing what the alias hides); fields with an empty name;
+//     and every occurrence after the first of Date, From, Reply-To, To, Cc,
+//     Message-ID, In-Reply-To, References and Subject (RFC 5322 3.6).
+//   - Line breaks are neutralised in every field that is kept (repaired,
+//     not dropped, so no information is lost): a bare CR (one not followed
+//     by LF) becomes a space, since some readers take it for a line break
+//     and would see a field the relay never saw ("Subject: hi\rBcc: x"); and
+//     when the header uses CRLF (its first line does) a line ending in a
+//     bare LF gets its CR, so that every reader splits the header where
+//     the rewrite did (a field after a bare LF was classified, and dropped
+//     if it had to be, as a field of its own).
 //   - Every other field is written byte-identical, in its original order.
+//   - With Params.LoopMarker set, "X-Mailrelay-Loop: <marker>" (LoopHeader)
+//     is written first.
 //
 // New fields use the line ending of the input's first header line. The
 // header separator and everything after it are copied unchanged.
@@ -119,6 +148,9 @@ type Result struct {
 // error dst may hold a partial message and must be discarded.
 func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 	if err := checkAlias(p.Alias); err != nil {
+		return Result{}, err
+	}
+	if err := checkMarker(p.LoopMarker); err != nil {
 		return Result{}, err
 	}
 	suffix := p.DisplaySuffix
@@ -144,7 +176,7 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 	}
 
 	var res Result
-	out := st.edit(&res, p.Alias, suffix)
+	out := st.edit(&res, p.Alias, suffix, p.LoopMarker)
 	st.out = out
 	n, err := dst.Write(out)
 	res.HeaderBytes = int64(n)
@@ -358,7 +390,8 @@ func classify(name []byte) uint16 {
 		return kindSubject
 	case "return-path", "sender", "bcc",
 		"dkim-signature", "domainkey-signature",
-		"arc-seal", "arc-message-signature", "arc-authentication-results":
+		"arc-seal", "arc-message-signature", "arc-authentication-results",
+		"disposition-notification-to", "return-receipt-to", "x-confirm-reading-to":
 		return kindDrop
 	}
 	if bytes.HasPrefix(lower, []byte("x-ses-")) {
@@ -399,7 +432,7 @@ func (st *state) value(f field) string {
 }
 
 // edit decides the fate of every field and returns the new header block.
-func (st *state) edit(res *Result, alias, suffix string) []byte {
+func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 	var seen uint16
 	fromIdx, replyToIdx := -1, -1
 	for i := range st.fields {
@@ -459,6 +492,10 @@ func (st *state) edit(res *Result, alias, suffix string) []byte {
 	}
 
 	out := st.out[:0]
+	if marker != "" {
+		out = appendField(out, LoopHeader, marker, eol)
+	}
+	crlf := eol == "\r\n"
 	added := false
 	addNew := func() {
 		out = appendField(out, "From", res.From, eol)
@@ -470,7 +507,13 @@ func (st *state) edit(res *Result, alias, suffix string) []byte {
 	for _, f := range st.fields {
 		switch f.action {
 		case keep:
-			out = append(out, st.hdr[f.start:f.end]...)
+			raw := st.hdr[f.start:f.end]
+			if needsRepair(raw, crlf) {
+				out = appendRepaired(out, raw, crlf)
+				res.Repaired++
+			} else {
+				out = append(out, raw...)
+			}
 		case replaceFrom:
 			addNew()
 		}
@@ -537,17 +580,63 @@ func appendField(out []byte, name, value, eol string) []byte {
 	return append(out, eol...)
 }
 
+// needsRepair reports whether the raw field f holds a bare CR, or, when the
+// header uses CRLF, a line ending in a bare LF.
+func needsRepair(f []byte, crlf bool) bool {
+	for i, c := range f {
+		switch {
+		case c == '\r' && (i+1 == len(f) || f[i+1] != '\n'):
+			return true
+		case c == '\n' && crlf && (i == 0 || f[i-1] != '\r'):
+			return true
+		}
+	}
+	return false
+}
+
+// appendRepaired appends the raw field f with every bare CR made a space
+// and, when crlf, every bare LF made CRLF.
+func appendRepaired(out, f []byte, crlf bool) []byte {
+	for i, c := range f {
+		switch {
+		case c == '\r' && (i+1 == len(f) || f[i+1] != '\n'):
+			out = append(out, ' ')
+		case c == '\n' && crlf && (i == 0 || f[i-1] != '\r'):
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// checkMarker makes sure a loop marker is a token that cannot inject
+// anything or need folding.
+func checkMarker(m string) error {
+	if len(m) > 255 {
+		return fmt.Errorf("rewrite: loop marker of %d bytes", len(m))
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("rewrite: invalid loop marker %q", m)
+		}
+	}
+	return nil
+}
+
 // checkAlias makes sure the alias is a plain addr-spec that cannot inject
-// anything into the From field.
+// anything into the From field. An alias that is not is a permanent
+// failure (failure.ReasonInvalidRecipient): it comes from the recipient,
+// and retrying cannot make it valid.
 func checkAlias(a string) error {
 	at := strings.LastIndexByte(a, '@')
 	if at <= 0 || at == len(a)-1 {
-		return fmt.Errorf("rewrite: invalid alias address %q", a)
+		return failure.Permanent(failure.ReasonInvalidRecipient, fmt.Errorf("rewrite: invalid alias address %q", a))
 	}
 	for i := 0; i < len(a); i++ {
 		c := a[i]
 		if c <= ' ' || c > '~' || strings.IndexByte(`()<>[]:;\,"`, c) >= 0 {
-			return fmt.Errorf("rewrite: invalid alias address %q", a)
+			return failure.Permanent(failure.ReasonInvalidRecipient, fmt.Errorf("rewrite: invalid alias address %q", a))
 		}
 	}
 	return nil

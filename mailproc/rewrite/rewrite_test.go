@@ -59,12 +59,39 @@ func fieldName(f []byte) string {
 	return strings.ToLower(strings.TrimRight(string(f[:i]), " \t"))
 }
 
-var removedAlways = []string{"return-path", "sender", "bcc", "dkim-signature", "domainkey-signature", "arc-seal", "arc-message-signature", "arc-authentication-results"}
+var removedAlways = []string{"return-path", "sender", "bcc", "dkim-signature", "domainkey-signature", "arc-seal", "arc-message-signature", "arc-authentication-results",
+	"disposition-notification-to", "return-receipt-to", "x-confirm-reading-to"}
 
 var single = []string{"date", "from", "reply-to", "to", "cc", "message-id", "in-reply-to", "references", "subject"}
 
-// expectKept is the reference for which input fields survive, in order.
-func expectKept(in [][]byte) [][]byte {
+// refRepair is the reference for the line-break repair of a kept field:
+// a CR not followed by LF becomes a space; in a CRLF header an LF not
+// preceded by CR becomes CRLF.
+func refRepair(f []byte, crlf bool) []byte {
+	var out []byte
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		switch {
+		case c == '\r' && !(i+1 < len(f) && f[i+1] == '\n'):
+			out = append(out, ' ')
+		case c == '\n' && crlf && !(i > 0 && f[i-1] == '\r'):
+			out = append(out, "\r\n"...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// crlfHeader reports whether the first header line ends in CRLF.
+func crlfHeader(b []byte) bool {
+	i := bytes.IndexByte(b, '\n')
+	return i > 0 && b[i-1] == '\r'
+}
+
+// expectKept is the reference for which input fields survive, in order,
+// and how (line breaks repaired as refRepair says).
+func expectKept(in [][]byte, crlf bool) [][]byte {
 	var kept [][]byte
 	seen := map[string]bool{}
 	for _, f := range in {
@@ -76,7 +103,7 @@ func expectKept(in [][]byte) [][]byte {
 			seen[n] = true
 		default:
 			seen[n] = true
-			kept = append(kept, f)
+			kept = append(kept, refRepair(f, crlf))
 		}
 	}
 	return kept
@@ -91,6 +118,7 @@ type testCase struct {
 	replyToKept  bool
 	absent       []string // field names that must not be in the output
 	removed      int      // Result.Removed
+	repaired     int      // Result.Repaired
 }
 
 var cases = []testCase{
@@ -114,6 +142,9 @@ var cases = []testCase{
 	{file: "reply-to-utf8.eml", originalFrom: "juergen@example.de", name: "Jürgen Groß", replyTo: []string{"support@example.de", "team@example.de"}, replyToKept: true},
 	{file: "multi-from.eml", originalFrom: "kim@example.org", name: "Kim", replyTo: []string{"kim@example.org", "lee@example.org"}, absent: []string{"sender"}, removed: 1},
 	{file: "odd-body.eml", originalFrom: "odd@example.org", name: "odd@example.org", replyTo: []string{"odd@example.org"}},
+	{file: "bare-cr.eml", originalFrom: "mallory@example.net", name: "Mallory", replyTo: []string{"mallory@example.net"}, absent: []string{"bcc"}, repaired: 3},
+	{file: "read-receipt.eml", originalFrom: "nora@example.org", name: "Nora", replyTo: []string{"nora@example.org"},
+		absent: []string{"disposition-notification-to", "return-receipt-to", "x-confirm-reading-to"}, removed: 3},
 	{file: "malformed-no-separator.eml", reason: "malformed_mail"},
 	{file: "malformed-header.eml", reason: "malformed_mail"},
 	{file: "malformed-continuation.eml", reason: "malformed_mail"},
@@ -178,7 +209,7 @@ func checkOutput(t *testing.T, in, outb []byte, res Result, tc testCase) {
 		}
 		kept = append(kept, f)
 	}
-	want := expectKept(src.fields)
+	want := expectKept(src.fields, crlfHeader(in))
 	if len(kept) != len(want) {
 		t.Errorf("kept %d fields, want %d", len(kept), len(want))
 	}
@@ -196,6 +227,12 @@ func checkOutput(t *testing.T, in, outb []byte, res Result, tc testCase) {
 	}
 	if res.Removed != tc.removed {
 		t.Errorf("Removed = %d, case says %d", res.Removed, tc.removed)
+	}
+	if res.Repaired != tc.repaired {
+		t.Errorf("Repaired = %d, case says %d", res.Repaired, tc.repaired)
+	}
+	if bad := bareBreak(outb[:len(outb)-len(dst.body)-len(dst.sep)], crlfHeader(in)); bad >= 0 {
+		t.Errorf("bare line break left in the header at %d: %q", bad, outb[max(0, bad-20):bad+1])
 	}
 	for _, f := range dst.fields {
 		n := fieldName(f)
@@ -388,9 +425,11 @@ func TestRewriteErrors(t *testing.T) {
 		{name: "max bytes header", msg: string(plain), p: Params{Alias: alias, MaxBytes: hdrLen - 1}, reason: "message_too_large", permanent: true},
 		{name: "max bytes header exact", msg: string(plain[:hdrLen]), p: Params{Alias: alias, MaxBytes: hdrLen}, ok: true},
 		{name: "max bytes 1 MiB header", msg: "X-A: " + strings.Repeat("a", maxHeaderBytes) + "\r\n\r\n", p: Params{Alias: alias, MaxBytes: maxHeaderBytes}, reason: "message_too_large", permanent: true},
-		{name: "no alias", msg: string(plain), p: Params{}},
-		{name: "alias injection", msg: string(plain), p: Params{Alias: "shop@relay.example.com>\r\nBcc: x@y.example"}},
-		{name: "alias with name", msg: string(plain), p: Params{Alias: "Shop <shop@relay.example.com>"}},
+		// An invalid alias comes from the recipient (a catch-all hit):
+		// permanent, retrying cannot make it valid.
+		{name: "no alias", msg: string(plain), p: Params{}, reason: "invalid_recipient", permanent: true},
+		{name: "alias injection", msg: string(plain), p: Params{Alias: "shop@relay.example.com>\r\nBcc: x@y.example"}, reason: "invalid_recipient", permanent: true},
+		{name: "alias with name", msg: string(plain), p: Params{Alias: "Shop <shop@relay.example.com>"}, reason: "invalid_recipient", permanent: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -578,6 +617,17 @@ func TestAppendFieldFolding(t *testing.T) {
 	}
 }
 
+// bareBreak returns the offset of the first bare CR in hdr, or with crlf of
+// the first bare LF, or -1.
+func bareBreak(hdr []byte, crlf bool) int {
+	for i, c := range hdr {
+		if c == '\r' && (i+1 == len(hdr) || hdr[i+1] != '\n') || c == '\n' && crlf && (i == 0 || hdr[i-1] != '\r') {
+			return i
+		}
+	}
+	return -1
+}
+
 func FuzzRewrite(f *testing.F) {
 	for _, tc := range cases {
 		f.Add(mailtest.Mail(tc.file))
@@ -586,12 +636,15 @@ func FuzzRewrite(f *testing.F) {
 	f.Add([]byte("From: \"a\\\" b\" <a@b>\nReply-To: x\n\nbody"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
-		res, err := Rewrite(&out, bytes.NewReader(in), Params{Alias: alias})
+		res, err := Rewrite(&out, bytes.NewReader(in), Params{Alias: alias, LoopMarker: "relay.example.com"})
 		if err != nil {
 			if !failure.IsPermanent(err) {
 				t.Fatalf("in-memory input gave a transient error: %v", err)
 			}
 			return
+		}
+		if !bytes.HasPrefix(out.Bytes(), []byte(LoopHeader+": relay.example.com\r\n")) && !bytes.HasPrefix(out.Bytes(), []byte(LoopHeader+": relay.example.com\n")) {
+			t.Fatalf("no loop marker on top: %.80q", out.Bytes())
 		}
 		src, dst := split(t, in), split(t, out.Bytes())
 		if !bytes.Equal(src.body, dst.body) || !bytes.Equal(src.sep, dst.sep) {
@@ -619,6 +672,12 @@ func FuzzRewrite(f *testing.F) {
 			if n := fieldName(fld); slices.Contains(removedAlways, n) || strings.HasPrefix(n, "x-ses-") {
 				t.Fatalf("field %q kept", fld)
 			}
+		}
+		if bad := bareBreak(out.Bytes()[:out.Len()-len(dst.body)-len(dst.sep)], crlfHeader(in)); bad >= 0 {
+			t.Fatalf("bare line break left in the header at %d: %q", bad, out.Bytes())
+		}
+		if _, err := Examine(in); err != nil {
+			t.Fatalf("Examine refuses what Rewrite accepts: %v", err)
 		}
 	})
 }

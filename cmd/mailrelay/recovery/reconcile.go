@@ -45,7 +45,15 @@ type ReconcileOptions struct {
 	MinAge   time.Duration // objects younger than this are in flight: left alone
 	TopicARN string        // receipt.action.topicArn of built notifications
 	Max      int           // at most this many found (0: DefaultReconcileMax)
-	Now      func() time.Time
+	// Domains, when not empty, are the relay's domains: recipients found
+	// in an object's header on any other domain are left out (a "for
+	// <rcpt>" clause or To/Cc is written by whoever sent the mail, and
+	// only SES's own Received is trustworthy). The relay would drop them
+	// anyway (not_our_domain: its alias resolver answers only for its
+	// domains); leaving them out keeps them out of the report and an
+	// object with no recipient left is not submitted.
+	Domains []string
+	Now     func() time.Time
 }
 
 // headerBytes is how much of an object Reconcile reads for its header.
@@ -92,7 +100,7 @@ func Reconcile(ctx context.Context, b Bucket, s Submitter, o ReconcileOptions) (
 		if err != nil {
 			f.Err = fmt.Errorf("reading %s: %w", obj.Key, err)
 		} else {
-			f.Recipients = EnvelopeRecipients(head)
+			f.Recipients = envelopeRecipients(head, onDomains(o.Domains))
 			f.Notification = ReceivedNotification(o.Bucket, obj, f.Recipients, o.TopicARN)
 			if s != nil && len(f.Recipients) > 0 {
 				if err := s.Submit(ctx, f.Notification); err != nil {
@@ -109,6 +117,20 @@ func Reconcile(ctx context.Context, b Bucket, s Submitter, o ReconcileOptions) (
 		return found, fmt.Errorf("listing s3://%s/%s: %w", o.Bucket, o.Prefix, err)
 	}
 	return found, nil
+}
+
+// onDomains returns whether a recipient's domain is one of domains (every
+// recipient is, when domains is empty). Domains compare case-insensitively,
+// without a trailing dot.
+func onDomains(domains []string) func(rcpt string) bool {
+	norm := func(d string) string { return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), ".")) }
+	return func(r string) bool {
+		if len(domains) == 0 {
+			return true
+		}
+		d := norm(r[strings.LastIndexByte(r, '@')+1:])
+		return slices.ContainsFunc(domains, func(x string) bool { return norm(x) == d })
+	}
 }
 
 // ParseSince reads a point in time: RFC 3339, or a duration before now.
@@ -134,10 +156,17 @@ const maxReceived = 3
 // one (SES names the recipient there; the envelope is not otherwise in the
 // object), else the To and Cc addresses. Lower-cased, deduplicated, in order.
 func EnvelopeRecipients(raw []byte) []string {
+	return envelopeRecipients(raw, func(string) bool { return true })
+}
+
+// envelopeRecipients is EnvelopeRecipients counting only the recipients
+// keep accepts: a Received header whose "for" names none of them is passed
+// over like one without "for".
+func envelopeRecipients(raw []byte, keep func(rcpt string) bool) []string {
 	var out []string
 	add := func(a string) {
 		a = strings.ToLower(strings.TrimSpace(a))
-		if a != "" && !slices.Contains(out, a) {
+		if a != "" && !slices.Contains(out, a) && keep(a) {
 			out = append(out, a)
 		}
 	}
@@ -202,13 +231,25 @@ func headerFields(raw []byte) []field {
 }
 
 // ReceivedNotification builds the SES "Received" notification (S3 action)
-// for an object, as SES would have published it (sesnotify.Received). The
-// verdicts SES gave are not known after the fact, so they are left out
-// rather than invented; the SES message id is the object key's last element
-// (SES names objects so).
+// for an object, as SES would have published it (sesnotify.Received); the
+// SES message id is the object key's last element (SES names objects so).
+//
+// The verdicts SES gave are not known after the fact. Rather than invent a
+// PASS, every one (spam, virus, SPF, DKIM, DMARC) is PROCESSING_FAILED,
+// SES's own word for a check that could not be done: the relay's policy
+// then decides (with Policy.HoldUnverified it dead-letters the mail,
+// reason unverified, for an operator to look at; by default it forwards it
+// as it would mail whose verdicts do not say FAIL). mail.source (the
+// envelope sender) is left empty, as unknown, and mail.headers unlisted:
+// the relay then judges the sender by the Return-Path SES wrote on top of
+// the stored mail (a bounce's "<>" is dropped, reason empty_sender).
 func ReceivedNotification(bucket string, obj Object, recipients []string, topicARN string) []byte {
 	id := obj.Key[strings.LastIndexByte(obj.Key, '/')+1:]
-	return sesnotify.Received(id, obj.LastModified, recipients, sesnotify.S3Action(topicARN, bucket, obj.Key)).JSON()
+	n := sesnotify.Received(id, obj.LastModified, recipients, sesnotify.S3Action(topicARN, bucket, obj.Key))
+	unknown := sesnotify.Verdict{Status: sesnotify.StatusProcessingFail}
+	r := n.Receipt
+	r.SpamVerdict, r.VirusVerdict, r.SPFVerdict, r.DKIMVerdict, r.DMARCVerdict = unknown, unknown, unknown, unknown, unknown
+	return n.JSON()
 }
 
 // HTTPSubmitter POSTs notifications to the relay's admin endpoint

@@ -171,6 +171,17 @@ func TestReconcile(t *testing.T) {
 		!slices.Equal(n.Receipt.Recipients, []string{"shop@relay.example.com"}) || n.Mail.MessageID != "stuck" || n.Receipt.Action.TopicArn != "arn:t" {
 		t.Errorf("notification %+v receipt %+v", n, n.Receipt)
 	}
+	// No verdict is invented: every one says the check was not done, for
+	// the relay's policy to judge; the envelope sender is left unknown.
+	r := n.Receipt
+	for name, v := range map[string]sesnotify.Verdict{"spam": r.SpamVerdict, "virus": r.VirusVerdict, "spf": r.SPFVerdict, "dkim": r.DKIMVerdict, "dmarc": r.DMARCVerdict} {
+		if v.Status != sesnotify.StatusProcessingFail {
+			t.Errorf("%s verdict %q, want %s", name, v.Status, sesnotify.StatusProcessingFail)
+		}
+	}
+	if n.Mail.Source != "" || len(n.Mail.Headers) != 0 {
+		t.Errorf("invented an envelope sender %q or headers %v", n.Mail.Source, n.Mail.Headers)
+	}
 
 	// Without a submitter it only reports; a failing submitter is recorded.
 	found, err = Reconcile(context.Background(), b, nil, opts)
@@ -189,6 +200,47 @@ func TestReconcile(t *testing.T) {
 	b.listErr = errors.New("NoSuchBucket")
 	if _, err := Reconcile(context.Background(), b, nil, opts); err == nil || !strings.Contains(err.Error(), "NoSuchBucket") {
 		t.Errorf("list error: %v", err)
+	}
+}
+
+// With the relay's domains given, recipients named for other domains (a
+// forged "for <rcpt>" or To) are left out, and a Received naming only
+// those is passed over; an object left with none is reported, not
+// submitted.
+func TestReconcileDomains(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	b := &fakeBucket{
+		objs: map[string]string{
+			"in/mixed":   "Received: by mx for <victim@elsewhere.example>; d\r\nReceived: by inbound-smtp for shop@Relay.Example.com.; d\r\n\r\n",
+			"in/foreign": "Received: by mx for <victim@elsewhere.example>; d\r\nTo: boss@elsewhere.example\r\n\r\n",
+			"in/to-cc":   "To: a@relay.example.com, b@elsewhere.example\r\nCc: c@other.example.net\r\n\r\n",
+		},
+		mod: map[string]time.Time{"in/mixed": now.Add(-time.Hour), "in/foreign": now.Add(-time.Hour), "in/to-cc": now.Add(-time.Hour)},
+	}
+	sub := &fakeSubmitter{}
+	found, err := Reconcile(context.Background(), b, sub, ReconcileOptions{Bucket: "b", Prefix: "in/", MinAge: time.Minute,
+		Domains: []string{"relay.example.com", "Other.Example.NET."}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"in/foreign": nil,
+		"in/mixed":   {"shop@relay.example.com."},
+		"in/to-cc":   {"a@relay.example.com", "c@other.example.net"},
+	}
+	for _, f := range found {
+		if !slices.Equal(f.Recipients, want[f.Key]) {
+			t.Errorf("%s: recipients %q, want %q", f.Key, f.Recipients, want[f.Key])
+		}
+		if f.Submitted != (len(want[f.Key]) > 0) {
+			t.Errorf("%s: submitted %v", f.Key, f.Submitted)
+		}
+	}
+	if len(found) != 3 || len(sub.got) != 2 {
+		t.Errorf("found %d, submitted %d", len(found), len(sub.got))
+	}
+	if !onDomains(nil)("a@x.example") || onDomains([]string{"y.example"})("a@x.example") {
+		t.Error("onDomains")
 	}
 }
 
