@@ -98,6 +98,7 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	minAge := fs.Duration("min-age", 15*time.Minute, "leave objects younger than this alone (mail still in flight)")
 	topicARN := fs.String("topic-arn", "", "topic ARN written into the notifications")
 	max := fs.Int("max", 10000, "report at most this many objects")
+	domains := fs.String("domains", "", "comma-separated relay domains (those of the aliases file): only recipients on them are taken from Received headers; empty takes every recipient")
 	submit := fs.Bool("submit", false, "hand each object with recipients to the relay's admin endpoint POST /reconcile")
 	def := os.Getenv(config.EnvName("admin-listen"))
 	if def == "" {
@@ -124,7 +125,7 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *submit {
 		sub = &recovery.HTTPSubmitter{URL: "http://" + *adminAddr + "/reconcile"}
 	}
-	found, err := recovery.Reconcile(ctx, b, sub, recovery.ReconcileOptions{Bucket: *bucket, Prefix: *prefix, Since: t, MinAge: *minAge, TopicARN: *topicARN, Max: *max})
+	found, err := recovery.Reconcile(ctx, b, sub, recovery.ReconcileOptions{Bucket: *bucket, Prefix: *prefix, Since: t, MinAge: *minAge, TopicARN: *topicARN, Max: *max, Domains: domainList(*domains)})
 	failed := printFound(stdout, found, *submit)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -201,4 +202,15 @@ func (b *s3Bucket) Head(ctx context.Context, key string, max int64) ([]byte, err
 		return nil, fmt.Errorf("s3 read: %w", err)
 	}
 	return data, nil
+}
+
+// domainList splits a comma-separated --domains value, dropping empty items.
+func domainList(s string) []string {
+	var out []string
+	for _, d := range strings.Split(s, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -323,6 +323,7 @@ func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclie
 			DropSpam:          cfg.DropSpam,
 			DropVirus:         cfg.DropVirus,
 			DropDMARCReject:   cfg.DropDMARCReject,
+			HoldUnverified:    cfg.HoldUnverified,
 			DeadLetterUnknown: cfg.UnknownAlias == "deadletter",
 			DeleteObjects:     cfg.DeleteS3Objects,
 			MaxMessageBytes:   cfg.MaxMessageBytes,
