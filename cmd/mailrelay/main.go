@@ -8,6 +8,7 @@
 //	mailrelay deadletter list             list dead letters of a running relay
 //	mailrelay deadletter redrive ID...    put dead letters back into the spool (--all for all)
 //	mailrelay config                      print the configuration table
+//	mailrelay migrate                     apply the database's migrations (RELAY_DATABASE_URL)
 //	mailrelay redrive-sns-dlq --queue-url URL  re-POST the SNS dead-letter queue to the relay
 //	mailrelay reconcile --bucket B --since T   find mail in S3 the relay never processed
 //
@@ -83,6 +84,7 @@ commands:
   deadletter list              list dead letters of a running relay
   deadletter redrive ID...     redrive dead letters (--all: every one)
   config                       print every setting with its RELAY_* variable
+  migrate                      apply the PostgreSQL schema's migrations (RELAY_DATABASE_URL)
   dev [send FILE.eml...]       local playground with stand-ins for S3/SES/SNS; send pushes mail through
   redrive-sns-dlq --queue-url URL
                                re-POST the SNS subscription's dead-letter SQS queue to the relay
@@ -94,7 +96,7 @@ commands:
 
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "deadletter", "config", "dev", "redrive-sns-dlq", "reconcile":
+	case "serve", "deadletter", "config", "dev", "redrive-sns-dlq", "reconcile", "migrate":
 		return true
 	}
 	return false
@@ -118,9 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return redriveSNSDLQ(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		return reconcile(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return &config.UsageError{Err: fmt.Errorf("unknown command %q (commands: serve, dev, deadletter, config, redrive-sns-dlq, reconcile)", args[0])}
+	return &config.UsageError{Err: fmt.Errorf("unknown command %q (commands: serve, dev, deadletter, config, migrate, redrive-sns-dlq, reconcile)", args[0])}
 }

@@ -3,6 +3,7 @@ package statedb
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -24,22 +25,11 @@ const VersionTable = "mailrelay_schema_version"
 // find nothing to do. It runs outside the breaker and the per-call
 // timeout: ctx bounds it.
 func (d *DB) Migrate(ctx context.Context) (int64, error) {
-	sub, err := fs.Sub(migrations, "migrations")
+	p, closeDB, err := d.provider()
 	if err != nil {
 		return 0, err
 	}
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return 0, err
-	}
-	db := stdlib.OpenDBFromPool(d.pool)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
-		goose.WithSessionLocker(locker), goose.WithTableName(VersionTable),
-		goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return 0, fmt.Errorf("statedb: migrations: %w", err)
-	}
+	defer closeDB()
 	results, err := p.Up(ctx)
 	for _, r := range results {
 		if r.Error == nil {
@@ -54,4 +44,47 @@ func (d *DB) Migrate(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("statedb: schema version: %w", err)
 	}
 	return v, nil
+}
+
+// ErrSchemaBehind says the database lacks migrations this build needs.
+var ErrSchemaBehind = errors.New("statedb: the database schema is behind this build")
+
+// CheckMigrated returns nil when every embedded migration is applied, an
+// error wrapping ErrSchemaBehind when some are pending, or the error that
+// kept it from asking.
+func (d *DB) CheckMigrated(ctx context.Context) error {
+	p, closeDB, err := d.provider()
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return fmt.Errorf("statedb: schema version: %w", err)
+	}
+	if pending {
+		return ErrSchemaBehind
+	}
+	return nil
+}
+
+// provider is goose on the pool, with the advisory session lock.
+func (d *DB) provider() (*goose.Provider, func(), error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, nil, err
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, nil, err
+	}
+	db := stdlib.OpenDBFromPool(d.pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+		goose.WithSessionLocker(locker), goose.WithTableName(VersionTable),
+		goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("statedb: migrations: %w", err)
+	}
+	return p, func() { _ = db.Close() }, nil
 }

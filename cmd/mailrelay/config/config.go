@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/mailproc"
+	"github.com/mailrelay/mailrelay/mailproc/pgqueue"
 	"github.com/mailrelay/mailrelay/mailproc/rewrite"
 )
 
@@ -74,6 +76,10 @@ type Config struct {
 	InboundIdleTimeout    time.Duration // idle keep-alive connections closed after
 	InboundBodyTimeout    time.Duration // a request body must arrive within
 	SNSMaxAge             time.Duration // oldest SNS Timestamp accepted
+
+	DatabaseURL     string        // PostgreSQL shared by replicas ("" = embedded spool)
+	DatabaseMigrate bool          // apply migrations at start-up
+	DatabaseLease   time.Duration // how long a dead replica's claims are held
 }
 
 // Flag describes one setting, for documentation.
@@ -130,6 +136,9 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.InboundIdleTimeout, "inbound-idle-timeout", inbound.IdleTimeout, "idle keep-alive connections on the inbound listener are closed after this")
 	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
 	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…) shared by every replica: queue, de-duplication and sent-record live there; empty keeps everything in the embedded spool (one process)")
+	fs.BoolVar(&c.DatabaseMigrate, "database-migrate", true, "apply the database's migrations at start-up (safe with several replicas starting at once); false: run 'mailrelay migrate' yourself")
+	fs.DurationVar(&c.DatabaseLease, "database-lease", pgqueue.DefaultLease, "with a database: how long a replica's claim on a mail lasts without its heartbeat, i.e. how soon the work of a replica that died is taken over")
 	return fs
 }
 
@@ -383,6 +392,14 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.name, "%s: must be positive", d.v)
 		}
+	}
+	if c.DatabaseURL != "" {
+		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("database-url", "want postgres://USER:PASSWORD@HOST:PORT/DB (the value is not shown: it may hold a password)")
+		}
+	}
+	if c.DatabaseLease < 3*time.Second || c.DatabaseLease > 10*time.Minute {
+		bad("database-lease", "%s: want 3s..10m (the takeover time after a replica dies)", c.DatabaseLease)
 	}
 	return errors.Join(errs...)
 }

@@ -91,7 +91,8 @@ type run struct {
 
 	state    atomic.Value // string: "" when ready, else why not
 	draining atomic.Bool
-	spool    atomic.Pointer[spool.Spool]
+	spool    atomic.Pointer[spool.Spool] // the embedded queue, if it is one
+	queue    atomic.Value // queue, once open (read by readiness)
 	aliases  *aliases.Reloadable
 	inbound  *http.Server
 	pool     *mailproc.Pool
@@ -133,42 +134,11 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		return err
 	}
 
-	s, err := spool.Open(cfg.SpoolDir, spool.Options{
-		MaxMessages: cfg.SpoolMaxMessages,
-		MaxBytes:    cfg.SpoolMaxBytes,
-		DedupeTTL:   cfg.DedupeTTL,
-		Logger:      log.With("component", "spool"),
-
-		MaxDeadLetters:     cfg.DeadLetterMaxMessages,
-		MaxDeadLetterBytes: cfg.DeadLetterMaxBytes,
-		MaxDeadLetterAge:   cfg.DeadLetterMaxAge,
-		OnDeadLettersExpired: telemetry.SpoolMetrics(m, func() telemetry.SpoolStats {
-			s := r.spool.Load()
-			if s == nil {
-				return telemetry.SpoolStats{StorageOK: true}
-			}
-			st := s.Stats()
-			return telemetry.SpoolStats{DeadLetters: st.DeadLetters, DeadLetterBytes: st.DeadLetterBytes,
-				OldestDeadLetter: st.OldestDeadLetter, StorageOK: s.Err() == nil}
-		}),
-		// Readiness reads s.Full(), which is true while the disk is short
-		// of the reserve. A storage failure pebble cannot recover from
-		// fails the spool closed; only a new process recovers, so Serve
-		// drains and returns the error (the binary exits non-zero for the
-		// supervisor to restart it). Acknowledged deliveries are on disk.
-		ReserveBytes: cfg.SpoolReserveBytes,
-		OnFatal: func(err error) {
-			select {
-			case r.fatal <- fmt.Errorf("%w: %w", spool.ErrStorage, err):
-			default:
-			}
-		},
-	})
+	s, err := r.openQueue(ctx)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return err
 	}
-	r.onStop(func() { _ = s.Close() })
-	r.spool.Store(s)
+	r.queue.Store(s)
 	m.SetQueueStats(func() telemetry.QueueStats {
 		st := s.Stats()
 		return telemetry.QueueStats{Messages: st.Messages, Bytes: st.Bytes, DeadLetters: st.DeadLetters, Oldest: st.Oldest}
@@ -222,7 +192,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	r.onStop(func() { signal.Stop(hup) })
 	r.hup = hup
-	r.relay = Relay{InboundAddr: inboundAddr, HealthAddr: healthAddr, AdminAddr: adminAddr, Spool: s, Metrics: m}
+	r.relay = Relay{InboundAddr: inboundAddr, HealthAddr: healthAddr, AdminAddr: adminAddr, Spool: r.spool.Load(), Metrics: m}
 	r.state.Store("")
 	return nil
 }
@@ -257,13 +227,22 @@ func httpServer(srv *http.Server, stop func(*http.Server) error) func(net.Listen
 }
 
 // ready is the readiness probe: not while starting or draining, nor while
-// the spool is full.
+// the queue is full or cannot take work (a failed disk, the database
+// unreachable); the reason is the probe's body.
 func (r *run) ready() (bool, string) {
 	if s := r.state.Load().(string); s != "" {
 		return false, s
 	}
-	if s := r.spool.Load(); s != nil && s.Full() {
-		return false, "spool full"
+	if q, _ := r.queue.Load().(queue); q != nil {
+		if q.Full() {
+			if r.spool.Load() != nil {
+				return false, "spool full"
+			}
+			return false, "queue full"
+		}
+		if err := q.Err(); err != nil {
+			return false, err.Error()
+		}
 	}
 	return true, ""
 }
@@ -285,7 +264,7 @@ func (r *run) awsOptions(override *awsclient.Options) awsclient.Options {
 }
 
 // intake is the SNS endpoint's handler, storing into s.
-func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
+func (r *run) intake(s queue) (*inbound.Handler, error) {
 	cfg := r.cfg
 	verifier, err := sns.NewVerifier(sns.VerifierOptions{
 		CertURLPrefixes: cfg.SNSCertURLPrefixes,
@@ -311,7 +290,7 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 
 // startWorkers starts the worker pool on s. Workers run on a context of
 // their own, cancelled only once the drain is over.
-func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclient.Clients) error {
+func (r *run) startWorkers(ctx context.Context, s queue, clients *awsclient.Clients) error {
 	cfg := r.cfg
 	pool, err := mailproc.New(mailproc.Config{
 		Workers: cfg.Workers,
