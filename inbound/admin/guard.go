@@ -118,9 +118,10 @@ func checkBody(w http.ResponseWriter, r *http.Request, max int64) bool {
 }
 
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields
-// and anything after the object (400) and a body over the limit (413). It
-// answers the refusal itself and reports whether v was filled.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+// and anything after the object (400, with hint appended when given) and a
+// body over the limit (413). It answers the refusal itself and reports
+// whether v was filled.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, hint ...string) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -140,9 +141,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes", mbe.Limit))
 	case errors.Is(err, io.EOF):
-		writeError(w, http.StatusBadRequest, "empty body: want a JSON object")
+		writeError(w, http.StatusBadRequest, strings.Join(append([]string{"empty body: want a JSON object"}, hint...), " "))
 	default:
-		writeError(w, http.StatusBadRequest, "bad request: "+err.Error())
+		writeError(w, http.StatusBadRequest, strings.Join(append([]string{"bad request: " + err.Error()}, hint...), " "))
 	}
 	return false
 }

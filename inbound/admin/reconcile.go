@@ -41,6 +41,9 @@ type ReconcileResponse struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
+// referenceHint ends the refusals of malformed reconcile requests.
+const referenceHint = `(POST /reconcile takes references only: {"bucket","key","recipients"[,"timestamp","topic_arn"]}; no content, no notification)`
+
 // Limits of a reconcile request.
 const (
 	maxKeyBytes   = 1024 // S3's own limit
@@ -54,11 +57,11 @@ const (
 // recipient domain that is not the relay's; 503 spool full.
 func (a *api) reconcile(w http.ResponseWriter, r *http.Request) {
 	var req ReconcileRequest
-	if !decodeJSON(w, r, &req) {
+	if !decodeJSON(w, r, &req, referenceHint) {
 		return
 	}
 	if err := checkReference(req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error()+` (POST /reconcile takes references only: {"bucket","key","recipients"[,"timestamp","topic_arn"]})`)
+		writeError(w, http.StatusBadRequest, err.Error()+" "+referenceHint)
 		return
 	}
 	if len(a.cfg.Buckets) == 0 {
