@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -492,4 +493,50 @@ func TestRedriveSNS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzAdmin: whatever the path, headers and body, the API answers JSON,
+// never panics, and spools only for a 202 to an authorized, well-formed
+// reconcile reference to the relay's bucket and domains.
+func FuzzAdmin(f *testing.F) {
+	f.Add("POST", "/reconcile", "Bearer "+testToken, "application/json", "", `{"bucket":"mail-inbound","key":"k/1","recipients":["a@relay.example.com"]}`)
+	f.Add("POST", "/reconcile", "Bearer "+testToken, "application/json", "", `{"notificationType":"Received","content":"x"}`)
+	f.Add("POST", "/deadletters/redrive", "Bearer x", "text/plain", "http://evil.example", `{"all":true}`)
+	f.Add("GET", "/deadletters?limit=5", "Bearer "+testToken, "", "", "")
+	f.Add("POST", SNSRedrivePath, "Bearer "+testToken, "application/json; charset=utf-8", "null", `{"Type":"Notification"}`)
+	f.Fuzz(func(t *testing.T, method, path, authz, ctype, origin, body string) {
+		if !validMethod(method) || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#") {
+			return
+		}
+		q := &fakeQueue{dead: []spool.DeadLetter{{Entry: spool.Entry{ID: "a"}, Reason: "r"}}}
+		h := newAPI(t, q, &fakeSNS{code: 403, reason: "bad_signature"}, false, nil)
+		if _, err := url.ParseRequestURI(path); err != nil {
+			return
+		}
+		hr := httptest.NewRequest(method, "http://127.0.0.1:8082"+path, strings.NewReader(body))
+		for k, v := range map[string]string{"Authorization": authz, "Content-Type": ctype, "Origin": origin} {
+			if v != "" && !strings.ContainsAny(v, "\r\n\x00") {
+				hr.Header.Set(k, v)
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, hr)
+		var v any
+		if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+			t.Fatalf("%d answer is not JSON: %q", w.Code, w.Body)
+		}
+		if len(q.put) > 0 && (w.Code != http.StatusAccepted || hr.Header.Get("Authorization") != "Bearer "+testToken) {
+			t.Fatalf("spooled with %d", w.Code)
+		}
+		for _, e := range q.put {
+			n, err := sesnotify.Parse(e.Payload)
+			if err != nil || n.Receipt.Action.BucketName != testBucket || n.Receipt.Action.Type != sesnotify.ActionS3 {
+				t.Fatalf("spooled %s (%v)", e.Payload, err)
+			}
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	return m != "" && !strings.ContainsFunc(m, func(r rune) bool { return !(r >= 'A' && r <= 'Z') })
 }
