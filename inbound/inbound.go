@@ -244,11 +244,21 @@ func (h *Handler) decide(r *http.Request, rc *http.ResponseController, o *outcom
 	if err != nil {
 		return "", err
 	}
+	return h.decideBody(r.Context(), body, o, false)
+}
+
+// decideBody is decide once the body is read. A redelivery (the admin
+// API's dead-letter-queue redrive) must be a Notification and its
+// Timestamp may be up to RedeliveryMaxAge old.
+func (h *Handler) decideBody(ctx context.Context, body []byte, o *outcome, redelivery bool) (string, error) {
 	m, err := sns.Parse(body)
 	if err != nil {
 		return "", err
 	}
 	o.typ, o.snsID, o.topic = m.Type, m.MessageId, m.TopicArn
+	if redelivery && m.Type != sns.TypeNotification {
+		return "", fmt.Errorf("%w: a redelivery must be a Notification, not %.40q", errNotNotification, m.Type)
+	}
 
 	if h.draining() {
 		return "", errDraining
@@ -259,15 +269,21 @@ func (h *Handler) decide(r *http.Request, rc *http.ResponseController, o *outcom
 	if !h.verifier.CertURLAllowed(m.SigningCertURL) {
 		return "", fmt.Errorf("%w: %.200q", sns.ErrCertURL, m.SigningCertURL)
 	}
-	if err := h.verifier.Verify(r.Context(), m); err != nil {
+	verify := h.verifier.Verify
+	if redelivery {
+		verify = func(ctx context.Context, m *sns.Message) error {
+			return h.verifier.VerifyMaxAge(ctx, m, RedeliveryMaxAge)
+		}
+	}
+	if err := verify(ctx, m); err != nil {
 		return "", err
 	}
 
 	switch m.Type {
 	case sns.TypeNotification:
-		return h.enqueue(r.Context(), m, o)
+		return h.enqueue(ctx, m, o)
 	case sns.TypeSubscriptionConfirmation:
-		if err := h.verifier.Confirm(r.Context(), m); err != nil {
+		if err := h.verifier.Confirm(ctx, m); err != nil {
 			return "", err
 		}
 		return "subscription_confirmed", nil
@@ -276,6 +292,43 @@ func (h *Handler) decide(r *http.Request, rc *http.ResponseController, o *outcom
 		// so it is logged, not undone.
 		return "unsubscribe_confirmation", nil
 	}
+}
+
+// RedeliveryMaxAge is how old the signed Timestamp of a redelivered SNS
+// message may be: SQS keeps a dead-letter queue's messages for at most 14
+// days, plus a day of slack.
+const RedeliveryMaxAge = 15 * 24 * time.Hour
+
+// Redeliver decides an SNS delivery that an authenticated operator hands
+// over from the subscription's dead-letter queue (the admin API's
+// POST /sns/redrive; body as read, at most the handler's MaxBodyBytes). It
+// makes the checks of POST /sns — topic allow-list, certificate URL rule,
+// signature, de-duplication by MessageId — and the same durable write
+// before it returns 200, with two differences: only a Notification is
+// taken (400 otherwise: nothing confirms a subscription this way), and the
+// Timestamp may be up to RedeliveryMaxAge old instead of the configured
+// maximum (a dead-lettered delivery is older than SNS's retries by
+// definition; /sns keeps refusing it as a replay). It returns the status
+// POST /sns would answer, its reason (stored, duplicate, bad_signature, …)
+// and, for a refusal, the error. Logged, not counted in the /sns metrics.
+func (h *Handler) Redeliver(ctx context.Context, body []byte) (code int, reason string, err error) {
+	o := &outcome{typ: TypeInvalid}
+	start := time.Now()
+	defer func() {
+		o.code, o.reason, o.err = code, reason, err
+		h.logOutcome(o, time.Since(start), "sns redelivery")
+	}()
+	if int64(len(body)) > h.maxBody {
+		err = fmt.Errorf("%w: body over %d bytes", errTooLarge, h.maxBody)
+		code, reason = status(err)
+		return code, reason, err
+	}
+	reason, err = h.decideBody(ctx, body, o, true)
+	if err != nil {
+		code, reason = status(err)
+		return code, reason, err
+	}
+	return http.StatusOK, reason, o.err
 }
 
 // readBody reads at most maxBody bytes within bodyTimeout. Errors wrap
@@ -360,6 +413,7 @@ var (
 	errPutTimeout      = errors.New("inbound: durable write still running")
 	errTooManyWrites   = errors.New("inbound: too many durable writes in progress")
 	errPut             = errors.New("inbound: durable write failed")
+	errNotNotification = errors.New("inbound: not a notification")
 )
 
 // statuses is the one place an error becomes an answer: the first entry
@@ -375,6 +429,7 @@ var statuses = []struct {
 	{errReadBody, http.StatusServiceUnavailable, "read_error"},
 	{sns.ErrUnknownType, http.StatusBadRequest, "unknown_type"},
 	{sns.ErrMalformed, http.StatusBadRequest, "malformed"},
+	{errNotNotification, http.StatusBadRequest, "not_a_notification"},
 	{errDraining, http.StatusServiceUnavailable, "draining"},
 	{errTopicNotAllowed, http.StatusForbidden, "topic_not_allowed"},
 	{sns.ErrCertURL, http.StatusForbidden, "cert_url_not_allowed"},
@@ -449,6 +504,11 @@ func (h *Handler) record(o *outcome, d time.Duration) {
 		h.metrics.InboundRequests.WithLabelValues(o.typ, strconv.Itoa(o.code)).Inc()
 		h.metrics.AckDuration.Observe(d.Seconds())
 	}
+	h.logOutcome(o, d, "sns delivery")
+}
+
+// logOutcome logs one decided delivery.
+func (h *Handler) logOutcome(o *outcome, d time.Duration, msg string) {
 	level := slog.LevelInfo
 	switch {
 	case o.code >= 500 && o.code != http.StatusServiceUnavailable:
@@ -477,7 +537,7 @@ func (h *Handler) record(o *outcome, d time.Duration) {
 	if o.err != nil {
 		attrs = append(attrs, slog.String("err", o.err.Error()))
 	}
-	h.log.LogAttrs(ctx, level, "sns delivery", attrs...)
+	h.log.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // clip bounds attacker-controlled strings in logs.

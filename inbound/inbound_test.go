@@ -98,6 +98,7 @@ type env struct {
 	draining atomic.Bool
 	server   *httptest.Server
 	echo     http.Handler
+	handler  *inbound.Handler
 
 	confirmURL, elsewhereURL string
 	confirmHits, elseHits    atomic.Int64
@@ -162,6 +163,7 @@ func newEnv(t testing.TB, signer *snstest.Signer, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.handler = h
 	ec := inbound.NewServer(e.metrics, logger)
 	h.Register(ec)
 	e.echo = ec

@@ -6,20 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
-	"github.com/mailrelay/mailrelay/inbound/admin"
 )
 
 const deadletterUsage = `usage: mailrelay deadletter list [--admin ADDR] [--limit N]
        mailrelay deadletter redrive [--admin ADDR] ID... | --all
 
-Talks to a running relay's admin API (RELAY_ADMIN_LISTEN, default
-127.0.0.1:8082; 'bin/mailrelay dev' serves it too).
+Talks to a running relay's admin API: --admin, else RELAY_ADMIN_URL, else
+RELAY_ADMIN_LISTEN, else http://127.0.0.1:8082 ('bin/mailrelay dev' serves
+it too), with the bearer token of RELAY_ADMIN_TOKEN.
 
 `
 
@@ -39,11 +36,7 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprint(fs.Output(), deadletterUsage+"flags of 'mailrelay deadletter "+args[0]+"':\n")
 		fs.PrintDefaults()
 	}
-	def := os.Getenv(config.EnvName("admin-listen"))
-	if def == "" {
-		def = "127.0.0.1:8082"
-	}
-	addr := fs.String("admin", def, "admin listener of the running relay (RELAY_ADMIN_LISTEN)")
+	addr := adminFlag(fs, "")
 	var limit *int
 	var all *bool
 	if args[0] == "list" {
@@ -54,14 +47,14 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := config.ParseFlags(fs, args[1:], stdout); err != nil {
 		return err
 	}
-	c := &admin.Client{BaseURL: "http://" + *addr}
+	c := adminClientOS(*addr)
 	if args[0] == "list" {
 		if fs.NArg() > 0 {
 			return &config.UsageError{Err: fmt.Errorf("deadletter list: unexpected arguments %q", fs.Args())}
 		}
 		items, err := c.List(ctx, *limit)
 		if err != nil {
-			return adminError(err, *addr)
+			return adminError(err, c)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tDEAD AT\tATTEMPTS\tBYTES\tREASON")
@@ -75,22 +68,13 @@ func deadletter(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	resp, err := c.Redrive(ctx, fs.Args(), *all)
 	if err != nil {
-		return adminError(err, *addr)
+		return adminError(err, c)
 	}
 	fmt.Fprintf(stdout, "redriven: %d\n", resp.Redriven)
 	if resp.NotFound != "" {
 		return errors.New(resp.NotFound)
 	}
 	return nil
-}
-
-// adminError explains an admin API that does not answer.
-func adminError(err error, addr string) error {
-	var op *net.OpError
-	if errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial") {
-		return fmt.Errorf("admin API: nothing answers at %s: is a relay running with RELAY_ADMIN_LISTEN=%s? Start one ('bin/mailrelay dev' or 'bin/mailrelay serve') or point --admin at its admin listener (%w)", addr, addr, err)
-	}
-	return err
 }
 
 func printConfig(w io.Writer) error {

@@ -291,7 +291,7 @@ func TestServeConfigErrors(t *testing.T) {
 			name:   "deadletter list without a relay",
 			args:   []string{"deadletter", "list", "--admin", "127.0.0.1:1"},
 			code:   1,
-			want:   []string{"is a relay running with RELAY_ADMIN_LISTEN=127.0.0.1:1?", "connection refused"},
+			want:   []string{"nothing answers at http://127.0.0.1:1: is a relay running with its admin listener there?", "connection refused"},
 			maxErr: 1,
 		},
 		{

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -22,11 +21,15 @@ import (
 )
 
 // redriveSNSDLQ drains the SNS subscription's dead-letter SQS queue back
-// into the relay's /sns endpoint (see recovery.Redrive).
+// into the relay through the admin API's POST /sns/redrive (see
+// recovery.Redrive): the same signature check, allow-list, de-duplication
+// and durable write as /sns, behind the admin token, and taking messages
+// older than /sns's --sns-max-age.
 func redriveSNSDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("redrive-sns-dlq", flag.ContinueOnError)
 	queueURL := fs.String("queue-url", "", "URL of the subscription's dead-letter SQS queue (required)")
-	relayURL := fs.String("relay", "http://127.0.0.1:8080/sns", "the relay's inbound SNS endpoint")
+	relayURL := fs.String("relay", "", "no longer used: the redrive goes through the admin API (--admin); given, it is refused")
+	adminAddr := adminFlag(fs, "")
 	max := fs.Int("max", recovery.DefaultRedriveMax, "handle at most this many messages")
 	wait := fs.Duration("wait", 0, "keep receiving this long after the queue looks empty (0: stop at the first empty receive)")
 	poll := fs.Duration("poll", 2*time.Second, "long-poll wait of each receive (1s to 5s)")
@@ -37,12 +40,18 @@ func redriveSNSDLQ(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *queueURL == "" || fs.NArg() > 0 {
 		return &config.UsageError{Err: errors.New("redrive-sns-dlq: --queue-url is required and no arguments are taken")}
 	}
+	if *relayURL != "" {
+		// The public /sns refuses what a dead-letter queue holds (older
+		// than --sns-max-age: a replay); the admin API takes it from an
+		// operator with the token.
+		return &config.UsageError{Err: fmt.Errorf("redrive-sns-dlq: --relay %s: the redrive now goes through the admin API (POST /sns/redrive): give --admin HOST:PORT or set %s (and %s)", *relayURL, envAdminURL, envAdminToken)}
+	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("aws config: %w", err)
 	}
 	q := &sqsQueue{c: sqs.NewFromConfig(cfg), url: *queueURL}
-	p := &recovery.HTTPPoster{URL: *relayURL, Client: &http.Client{Timeout: 30 * time.Second}}
+	p := adminPoster{c: adminClientOS(*adminAddr)}
 	res, err := recovery.Redrive(ctx, q, p, recovery.RedriveOptions{Max: *max, Wait: *wait, Poll: *poll, DeleteRejected: *deleteRejected})
 	for _, rj := range res.Rejections {
 		action := "left in the queue"
@@ -96,15 +105,11 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	prefix := fs.String("prefix", "", "object key prefix of the SES S3 action")
 	since := fs.String("since", "", "objects modified since: RFC 3339 time or a duration before now, e.g. 6h (required)")
 	minAge := fs.Duration("min-age", 15*time.Minute, "leave objects younger than this alone (mail still in flight)")
-	topicARN := fs.String("topic-arn", "", "topic ARN written into the notifications")
+	topicARN := fs.String("topic-arn", "", "topic ARN the relay writes into the notifications (one of its --sns-topic-arns; empty: its first)")
 	max := fs.Int("max", 10000, "report at most this many objects")
 	domains := fs.String("domains", "", "comma-separated relay domains (those of the aliases file): only recipients on them are taken from Received headers; empty takes every recipient")
-	submit := fs.Bool("submit", false, "hand each object with recipients to the relay's admin endpoint POST /reconcile")
-	def := os.Getenv(config.EnvName("admin-listen"))
-	if def == "" {
-		def = "127.0.0.1:8082"
-	}
-	adminAddr := fs.String("admin", def, "admin listener of the running relay (RELAY_ADMIN_LISTEN), for --submit")
+	submit := fs.Bool("submit", false, "hand each object with recipients to the relay's admin endpoint POST /reconcile (by reference)")
+	adminAddr := adminFlag(fs, ", for --submit")
 	if err := config.ParseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -123,7 +128,7 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	b := &s3Bucket{c: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle }), bucket: *bucket}
 	var sub recovery.Submitter
 	if *submit {
-		sub = &recovery.HTTPSubmitter{URL: "http://" + *adminAddr + "/reconcile"}
+		sub = adminSubmitter{c: adminClientOS(*adminAddr)}
 	}
 	found, err := recovery.Reconcile(ctx, b, sub, recovery.ReconcileOptions{Bucket: *bucket, Prefix: *prefix, Since: t, MinAge: *minAge, TopicARN: *topicARN, Max: *max, Domains: domainList(*domains)})
 	failed := printFound(stdout, found, *submit)

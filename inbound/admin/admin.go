@@ -1,24 +1,27 @@
-// Package admin is the operator's API for the dead-letter store: list what
-// failed permanently and why, and redrive it into the spool once the cause
-// is fixed. It is served on its own listener (loopback by default: reach it
-// with `kubectl exec ... mailrelay deadletter list`), and the CLI in cmd is
-// its client.
+// Package admin is the operator's API: list the dead letters and redrive
+// them into the spool once the cause is fixed, hand over mail objects the
+// relay never heard of (POST /reconcile, by reference), and redeliver SNS
+// messages from the subscription's dead-letter queue (POST /sns/redrive).
+//
+// It is served on its own listener and locked: every request carries the
+// bearer token (RELAY_ADMIN_TOKEN), or, when none is set, the listener is
+// on loopback and every request names a loopback Host (DNS rebinding);
+// browser requests from another site are refused (CSRF); requests and
+// answers are JSON, bodies bounded. The CLI in cmd is its client (Client).
 package admin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailrelay/mailrelay/inbound"
-	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
@@ -30,13 +33,152 @@ type Queue interface {
 	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
 }
 
-// MaxReconcileBytes caps a POST /reconcile body (an SES notification).
-const MaxReconcileBytes = 256 << 10
+// SNSIntake decides an SNS delivery handed over from the dead-letter queue
+// (implemented by *inbound.Handler: the checks and durable write of
+// POST /sns).
+type SNSIntake interface {
+	Redeliver(ctx context.Context, body []byte) (code int, reason string, err error)
+}
 
-// ReconcileResponse answers POST /reconcile.
-type ReconcileResponse struct {
-	ID        string `json:"id"`
-	Duplicate bool   `json:"duplicate"`
+// Config configures the admin API.
+type Config struct {
+	// Queue is the spool. Required.
+	Queue Queue
+	// Token is the bearer token every request must carry. Empty is
+	// allowed only with Loopback.
+	Token string
+	// Loopback says the listener is bound to a loopback address. Without
+	// a token, requests must then name a loopback Host.
+	Loopback bool
+	// Buckets are the S3 buckets SES stores mail in: POST /reconcile
+	// takes objects in these only (403 for any when empty).
+	Buckets []string
+	// TopicARNs are the relay's SNS topics; the first is written into
+	// reconciled notifications, and a request may name another of them.
+	TopicARNs []string
+	// Domains returns the relay's domains (the alias table's): reconcile
+	// takes recipients on them only.
+	Domains func() []string
+	// SNS, if set, serves POST /sns/redrive.
+	SNS SNSIntake
+	// SNSMaxBodyBytes caps POST /sns/redrive's body (default
+	// inbound.DefaultMaxBodyBytes); other bodies are capped at
+	// DefaultMaxBodyBytes.
+	SNSMaxBodyBytes int64
+	// RetryAfter is sent with 503 answers (default inbound.DefaultRetryAfter).
+	RetryAfter time.Duration
+	// Logger logs what was done and what was refused (never the token).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// api is the admin API's http.Handler.
+type api struct {
+	cfg        Config
+	token      []byte // SHA-256 of the token; nil without one
+	mux        *http.ServeMux
+	limits     map[string]int64 // body limit by route pattern
+	log        *slog.Logger
+	now        func() time.Time
+	retryAfter string
+}
+
+// New returns the admin API, or an error when cfg would leave it open: no
+// token on a listener that is not loopback, or a token that cannot be sent
+// in a header.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Queue == nil {
+		return nil, errors.New("admin: no queue")
+	}
+	a := &api{cfg: cfg, mux: http.NewServeMux(), limits: map[string]int64{}, log: cfg.Logger, now: cfg.Now}
+	if err := CheckToken(cfg.Token); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Token != "":
+		h := sha256.Sum256([]byte(cfg.Token))
+		a.token = h[:]
+	case !cfg.Loopback:
+		return nil, errors.New("admin: no token on a listener that is not loopback: set RELAY_ADMIN_TOKEN or listen on 127.0.0.1")
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.cfg.Domains == nil {
+		a.cfg.Domains = func() []string { return nil }
+	}
+	if a.cfg.SNSMaxBodyBytes <= 0 {
+		a.cfg.SNSMaxBodyBytes = inbound.DefaultMaxBodyBytes
+	}
+	ra := cfg.RetryAfter
+	if ra <= 0 {
+		ra = inbound.DefaultRetryAfter
+	}
+	a.retryAfter = strconv.FormatInt(int64((ra+time.Second-1)/time.Second), 10)
+
+	a.handle("GET /deadletters", 0, a.listDeadLetters)
+	a.handle("POST /deadletters/redrive", 0, a.redriveDeadLetters)
+	a.handle("POST /reconcile", 0, a.reconcile)
+	if cfg.SNS != nil {
+		a.handle("POST "+SNSRedrivePath, a.cfg.SNSMaxBodyBytes, a.redriveSNS)
+	}
+	return a, nil
+}
+
+// MinTokenBytes is the shortest token accepted.
+const MinTokenBytes = 16
+
+// CheckToken says what is wrong with a token, if anything: empty is fine
+// (no token), else at least MinTokenBytes of visible ASCII.
+func CheckToken(token string) error {
+	if token == "" {
+		return nil
+	}
+	if len(token) < MinTokenBytes {
+		return fmt.Errorf("admin token: %d characters, want at least %d (e.g. openssl rand -hex 32)", len(token), MinTokenBytes)
+	}
+	for _, c := range []byte(token) {
+		if c <= ' ' || c >= 0x7f {
+			return errors.New("admin token: only visible ASCII characters (no spaces or control characters), e.g. openssl rand -hex 32")
+		}
+	}
+	return nil
+}
+
+// handle registers a route; max caps its body (0: DefaultMaxBodyBytes).
+func (a *api) handle(pattern string, max int64, h http.HandlerFunc) {
+	if max <= 0 {
+		max = DefaultMaxBodyBytes
+	}
+	a.limits[pattern] = max
+	a.mux.HandleFunc(pattern, h)
+}
+
+// ServeHTTP applies the guard, then routes: unknown paths 404 and wrong
+// methods 405 (with Allow), in JSON like every answer.
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.guard(w, r) {
+		return
+	}
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		rec := &statusRecorder{h: w.Header()}
+		h.ServeHTTP(rec, r)
+		code := rec.code
+		if code == 0 {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, fmt.Sprintf("%s %s: %s", r.Method, clip(r.URL.Path), strings.ToLower(http.StatusText(code))))
+		return
+	}
+	if !checkBody(w, r, a.limits[pattern]) {
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 // Item is one dead letter as the API shows it (payload omitted: it can be large).
@@ -63,158 +205,59 @@ type RedriveResponse struct {
 	NotFound string `json:"not_found,omitempty"`
 }
 
-// Handler returns the admin API.
-func Handler(q Queue, log *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
-		limit := 1000
-		if v := r.URL.Query().Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				http.Error(w, "limit: want a positive number", http.StatusBadRequest)
-				return
-			}
-			limit = n
-		}
-		dls, err := q.DeadLetters(limit)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		items := make([]Item, 0, len(dls))
-		for _, d := range dls {
-			items = append(items, Item{ID: d.ID, Kind: d.Kind, Reason: d.Reason, DeadAt: d.DeadAt,
-				EnqueuedAt: d.EnqueuedAt, Attempts: d.Attempts, Bytes: len(d.Payload)})
-		}
-		writeJSON(w, http.StatusOK, items)
-	})
-	mux.HandleFunc("POST /deadletters/redrive", func(w http.ResponseWriter, r *http.Request) {
-		var req RedriveRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if req.All == (len(req.IDs) > 0) {
-			http.Error(w, "give either ids or all, not both or neither", http.StatusBadRequest)
-			return
-		}
-		n, err := q.Redrive(req.IDs...)
-		switch {
-		case errors.Is(err, spool.ErrNotFound) && n > 0:
-			// Partial: the known ids went back; say which were unknown.
-			log.Info("dead letters redriven", "count", n, "not_found", err.Error())
-			writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n, NotFound: err.Error()})
-			return
-		case errors.Is(err, spool.ErrNotFound):
-			http.Error(w, err.Error(), http.StatusNotFound)
-			return
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		log.Info("dead letters redriven", "count", n, "ids", req.IDs)
-		writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n})
-	})
-	// POST /reconcile takes an SES "Received" notification for a mail
-	// object the relay never heard of (built by `mailrelay reconcile`) and
-	// spools it under the id reconcile:<bucket>/<key>, so handing the same
-	// object over twice is harmless. 202 spooled or known; 400 not such a
-	// notification; 503 spool full.
-	mux.HandleFunc("POST /reconcile", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxReconcileBytes+1))
-		if err != nil {
-			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if len(body) > MaxReconcileBytes {
-			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		n, err := sesnotify.Parse(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if n.NotificationType != sesnotify.TypeReceived || n.Receipt == nil || n.Receipt.Action.Type != sesnotify.ActionS3 ||
-			n.Receipt.Action.BucketName == "" || n.Receipt.Action.ObjectKey == "" {
-			http.Error(w, "want a Received notification with an S3 action naming bucket and key", http.StatusBadRequest)
-			return
-		}
-		id := "reconcile:" + n.Receipt.Action.BucketName + "/" + n.Receipt.Action.ObjectKey
-		dup, err := q.Put(r.Context(), spool.Entry{ID: id, Kind: n.NotificationType, Payload: body, EnqueuedAt: time.Now().UTC()})
-		switch {
-		case errors.Is(err, spool.ErrInvalidID):
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		case err != nil:
-			w.Header().Set("Retry-After", strconv.Itoa(int(inbound.DefaultRetryAfter/time.Second)))
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		log.Info("reconciled object handed over", "id", id, "duplicate", dup)
-		writeJSON(w, http.StatusAccepted, ReconcileResponse{ID: id, Duplicate: dup})
-	})
-	return mux
-}
+// maxRedriveIDs bounds the ids of one redrive request.
+const maxRedriveIDs = 10000
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// Client talks to a running relay's admin API.
-type Client struct {
-	BaseURL string // e.g. http://127.0.0.1:8082
-	HTTP    *http.Client
-}
-
-func (c *Client) http() *http.Client {
-	if c.HTTP != nil {
-		return c.HTTP
+func (a *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: want a positive number")
+			return
+		}
+		limit = n
 	}
-	return &http.Client{Timeout: 30 * time.Second}
-}
-
-// List returns up to limit dead letters, oldest first.
-func (c *Client) List(ctx context.Context, limit int) ([]Item, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/deadletters?limit=%d", c.BaseURL, limit), nil)
+	dls, err := a.cfg.Queue.DeadLetters(limit)
 	if err != nil {
-		return nil, err
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
 	}
-	var items []Item
-	return items, c.do(req, &items)
+	items := make([]Item, 0, len(dls))
+	for _, d := range dls {
+		items = append(items, Item{ID: d.ID, Kind: d.Kind, Reason: d.Reason, DeadAt: d.DeadAt,
+			EnqueuedAt: d.EnqueuedAt, Attempts: d.Attempts, Bytes: len(d.Payload)})
+	}
+	writeJSON(w, http.StatusOK, items)
 }
 
-// Redrive puts the named dead letters (or all) back into the spool. A
-// partial success has Redriven > 0 and NotFound naming the unknown ids.
-func (c *Client) Redrive(ctx context.Context, ids []string, all bool) (RedriveResponse, error) {
-	body, _ := json.Marshal(RedriveRequest{IDs: ids, All: all})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/deadletters/redrive", bytes.NewReader(body))
-	if err != nil {
-		return RedriveResponse{}, err
+func (a *api) redriveDeadLetters(w http.ResponseWriter, r *http.Request) {
+	var req RedriveRequest
+	if !decodeJSON(w, r, &req) {
+		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	var resp RedriveResponse
-	return resp, c.do(req, &resp)
-}
-
-func (c *Client) do(req *http.Request, out any) error {
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+	if req.All == (len(req.IDs) > 0) {
+		writeError(w, http.StatusBadRequest, "give either ids or all, not both or neither")
+		return
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+	if len(req.IDs) > maxRedriveIDs {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("at most %d ids at once", maxRedriveIDs))
+		return
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("admin API: %s: %s", resp.Status, bytes.TrimSpace(body))
+	n, err := a.cfg.Queue.Redrive(req.IDs...)
+	switch {
+	case errors.Is(err, spool.ErrNotFound) && n > 0:
+		// Partial: the known ids went back; say which were unknown.
+		a.log.Info("dead letters redriven", "count", n, "not_found", err.Error())
+		writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n, NotFound: err.Error()})
+		return
+	case errors.Is(err, spool.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
 	}
-	return json.Unmarshal(body, out)
+	a.log.Info("dead letters redriven", "count", n, "ids", req.IDs)
+	writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n})
 }

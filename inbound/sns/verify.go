@@ -207,6 +207,22 @@ func (v *Verifier) URLAllowed(u string) bool { return v.rule.originAllowed(u) }
 // download). A certificate URL answering 4xx (other than 408 and 429) is
 // not a certificate: ErrSignature.
 func (v *Verifier) Verify(ctx context.Context, m *Message) error {
+	return v.verify(ctx, m, v.maxAge)
+}
+
+// VerifyMaxAge is Verify with the Timestamp allowed up to maxAge old
+// instead of the Verifier's MaxAge. It is for deliveries an authenticated
+// operator hands over from the subscription's dead-letter queue (SQS keeps
+// them for days): the signature still proves SNS published them, the
+// operator vouches for the replay.
+func (v *Verifier) VerifyMaxAge(ctx context.Context, m *Message, maxAge time.Duration) error {
+	if maxAge <= 0 {
+		maxAge = v.maxAge
+	}
+	return v.verify(ctx, m, maxAge)
+}
+
+func (v *Verifier) verify(ctx context.Context, m *Message, maxAge time.Duration) error {
 	if !v.rule.certAllowed(m.SigningCertURL) {
 		return fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL)
 	}
@@ -248,18 +264,18 @@ func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	}
 	// After the signature, which covers Timestamp: a replay of a genuine
 	// delivery is refused here.
-	return v.checkTimestamp(m.Timestamp)
+	return v.checkTimestamp(m.Timestamp, maxAge)
 }
 
 // checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew].
-func (v *Verifier) checkTimestamp(ts string) error {
+func (v *Verifier) checkTimestamp(ts string, maxAge time.Duration) error {
 	at, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		return fmt.Errorf("%w: unparseable %.40q", ErrTimestamp, ts)
 	}
 	now := v.now()
-	if age := now.Sub(at); age > v.maxAge {
-		return fmt.Errorf("%w: %s is %s old, over %s", ErrTimestamp, at.UTC().Format(time.RFC3339), age.Round(time.Second), v.maxAge)
+	if age := now.Sub(at); age > maxAge {
+		return fmt.Errorf("%w: %s is %s old, over %s", ErrTimestamp, at.UTC().Format(time.RFC3339), age.Round(time.Second), maxAge)
 	}
 	if ahead := at.Sub(now); ahead > MaxClockSkew {
 		return fmt.Errorf("%w: %s is %s in the future", ErrTimestamp, at.UTC().Format(time.RFC3339), ahead.Round(time.Second))

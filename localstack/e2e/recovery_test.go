@@ -24,7 +24,7 @@ import (
 // TestRedriveSNSDLQ: the relay is down when SNS delivers, so LocalStack
 // (which never retries an HTTP delivery) puts the signed body in the
 // subscription's dead-letter queue. Once the relay is back,
-// `mailrelay redrive-sns-dlq` re-POSTs it: the mail is forwarded exactly
+// `mailrelay redrive-sns-dlq` hands it to the admin API: the mail is forwarded exactly
 // once, a forged body put in the queue is refused and left, then deleted
 // with --delete-rejected, and the queue ends empty.
 func TestRedriveSNSDLQ(t *testing.T) {
@@ -118,7 +118,7 @@ func TestRedriveSNSDLQ(t *testing.T) {
 
 	r.start()
 	redriveCmd := func(extra ...string) (string, error) {
-		args := append([]string{"redrive-sns-dlq", "--queue-url", queueURL, "--relay", "http://" + r.inbound + "/sns", "--poll", "1s"}, extra...)
+		args := append([]string{"redrive-sns-dlq", "--queue-url", queueURL, "--admin", r.admin, "--poll", "1s"}, extra...)
 		cmd := exec.Command(binary, args...)
 		cmd.Env = append(os.Environ(), awsEnv...)
 		out, err := cmd.CombinedOutput()

@@ -45,6 +45,18 @@ func (n *Notification) Pass() *Notification {
 	return n
 }
 
+// Unverified sets every verdict of a Received notification (spam, virus,
+// SPF, DKIM, DMARC) to PROCESSING_FAILED and returns n: SES's own word for
+// a check that could not be done. Reconcile builds notifications so after
+// the fact, when the verdicts SES gave are not known: the relay's policy
+// then decides (mailproc.Policy.HoldUnverified dead-letters such mail).
+func (n *Notification) Unverified() *Notification {
+	pf := Verdict{Status: StatusProcessingFail}
+	r := n.Receipt
+	r.SpamVerdict, r.VirusVerdict, r.SPFVerdict, r.DKIMVerdict, r.DMARCVerdict = pf, pf, pf, pf, pf
+	return n
+}
+
 // JSON is n as SES publishes it (the SNS Message field).
 func (n *Notification) JSON() []byte {
 	b, err := json.Marshal(n)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/awsclient"
 	"github.com/mailrelay/mailrelay/inbound"
+	"github.com/mailrelay/mailrelay/inbound/admin"
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/mailproc"
 	"github.com/mailrelay/mailrelay/mailproc/pgqueue"
@@ -31,6 +32,10 @@ type Config struct {
 	Listen       string // inbound SNS listener
 	HealthListen string // /livez, /readyz, /metrics
 	AdminListen  string // dead-letter admin API ("" disables)
+	// AdminToken is the admin API's bearer token: from the environment
+	// only (RELAY_ADMIN_TOKEN, a Kubernetes Secret); never logged.
+	AdminToken string
+	S3Buckets  []string // buckets SES stores mail in (POST /reconcile)
 
 	SNSTopicARNs       []string
 	SNSCertURLPrefixes []string
@@ -97,7 +102,9 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "inbound listener for SNS deliveries (POST /sns)")
 	fs.StringVar(&c.HealthListen, "health-listen", "127.0.0.1:8081", "health listener: /livez, /readyz, /metrics")
-	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8082", "admin API listener for dead letters (empty disables)")
+	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8082", "admin API listener: dead letters, reconcile, SNS DLQ redrive (empty disables; not loopback only with --admin-token)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token of the admin API; set RELAY_ADMIN_TOKEN from a Secret, never on the command line (refused there); required unless --admin-listen is loopback")
+	fs.Func("s3-buckets", "comma-separated S3 buckets SES stores mail in; POST /reconcile takes objects in these only (empty: reconcile refused)", listSetter(&c.S3Buckets))
 	fs.Func("sns-topic-arns", "comma-separated allow-list of SNS topic ARNs (required)", listSetter(&c.SNSTopicARNs))
 	fs.Func("sns-cert-url-prefixes", "comma-separated allowed signing-cert URL prefixes (empty: https://sns.<region>.amazonaws.com[.cn]/ only)", listSetter(&c.SNSCertURLPrefixes))
 	fs.Int64Var(&c.SNSMaxBodyBytes, "sns-max-body-bytes", inbound.DefaultMaxBodyBytes, "largest SNS delivery body accepted (413 above); SNS caps the Message at 256 KiB, the JSON envelope and escaping add to it")
@@ -205,6 +212,12 @@ func Load(args []string, lookup func(string) (string, bool), usage io.Writer) (*
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
+	if given["admin-token"] {
+		// Any user on the machine can read a command line (ps, /proc).
+		c.AdminToken = ""
+		delete(given, "admin-token")
+		errs = append(errs, fmt.Errorf("--admin-token on the command line is refused (anyone on the machine can read it with ps): set %s in the environment, from a Kubernetes Secret", EnvName("admin-token")))
+	}
 	fs.VisitAll(func(f *flag.Flag) {
 		if given[f.Name] {
 			return
@@ -330,6 +343,17 @@ func (c *Config) Validate() error {
 			bad("admin-listen", "%q: want host:port or empty (%v)", c.AdminListen, err)
 		}
 	}
+	if c.AdminListen != "" && c.AdminToken == "" && !LoopbackListen(c.AdminListen) {
+		bad("admin-listen", "%s is not a loopback address and no admin token is set: anyone who reaches it could send mail as an alias. Set RELAY_ADMIN_TOKEN (from a Kubernetes Secret) or listen on 127.0.0.1, ::1 or localhost", c.AdminListen)
+	}
+	if err := admin.CheckToken(c.AdminToken); err != nil {
+		bad("admin-token", "RELAY_ADMIN_TOKEN: %s", strings.TrimPrefix(err.Error(), "admin token: "))
+	}
+	for _, b := range c.S3Buckets {
+		if strings.ContainsAny(b, "/: ") {
+			bad("s3-buckets", "%q is not a bucket name (want the name only, not s3:// or an ARN)", b)
+		}
+	}
 	if c.Listen == c.HealthListen && !anyPort(c.Listen) {
 		bad("health-listen", "%s must differ from --listen: health needs its own listener", c.HealthListen)
 	}
@@ -402,6 +426,21 @@ func (c *Config) Validate() error {
 		bad("database-lease", "%s: want 3s..10m (the takeover time after a replica dies)", c.DatabaseLease)
 	}
 	return errors.Join(errs...)
+}
+
+// LoopbackListen reports whether a listener address (host:port) binds
+// loopback only: localhost or a loopback IP. An empty host (all interfaces)
+// is not loopback.
+func LoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // anyPort reports whether addr asks for any free port (":0"), which never

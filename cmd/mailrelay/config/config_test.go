@@ -134,3 +134,56 @@ func TestFlagErrors(t *testing.T) {
 		t.Errorf("--help: %v\n%s", err, usage.String())
 	}
 }
+
+// TestAdminSettings: the admin token comes from the environment only, an
+// admin listener off loopback needs one, and reconcile's buckets are a list.
+func TestAdminSettings(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // "" for no error
+	}{
+		{"loopback without token", []string{"--admin-listen", "127.0.0.1:8082"}, nil, ""},
+		{"localhost without token", []string{"--admin-listen", "localhost:0"}, nil, ""},
+		{"::1 without token", []string{"--admin-listen", "[::1]:8082"}, nil, ""},
+		{"disabled", []string{"--admin-listen", ""}, nil, ""},
+		{"all interfaces without token", []string{"--admin-listen", "0.0.0.0:8082"}, nil, "not a loopback address and no admin token"},
+		{"empty host without token", []string{"--admin-listen", ":8082"}, nil, "RELAY_ADMIN_TOKEN"},
+		{"a name without token", []string{"--admin-listen", "relay.internal:8082"}, nil, "not a loopback address"},
+		{"all interfaces with token", []string{"--admin-listen", "0.0.0.0:8082"}, map[string]string{"RELAY_ADMIN_TOKEN": token}, ""},
+		{"token on the command line", []string{"--admin-token", token}, nil, "on the command line is refused"},
+		{"short token", nil, map[string]string{"RELAY_ADMIN_TOKEN": "abc"}, "at least 16"},
+		{"token with a space", nil, map[string]string{"RELAY_ADMIN_TOKEN": "0123456789 abcdef"}, "visible ASCII"},
+		{"bucket as a URL", []string{"--s3-buckets", "s3://mail"}, nil, "not a bucket name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}
+			for k, v := range tt.env {
+				e[k] = v
+			}
+			c, err := Load(tt.args, env(e), io.Discard)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), token) {
+				t.Error("the error shows the token")
+			}
+			if c != nil && c.AdminToken == token && tt.name == "token on the command line" {
+				t.Error("a command-line token was kept")
+			}
+		})
+	}
+	c, err := Load([]string{"--s3-buckets", "a, b,"}, env(map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_ADMIN_TOKEN": token}), io.Discard)
+	if err != nil || len(c.S3Buckets) != 2 || c.S3Buckets[1] != "b" || c.AdminToken != token {
+		t.Errorf("%v %+v", err, c)
+	}
+}

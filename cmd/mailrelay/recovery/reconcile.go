@@ -5,15 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/mail"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 // Object is one S3 object as listed.
@@ -31,10 +27,21 @@ type Bucket interface {
 	Head(ctx context.Context, key string, max int64) ([]byte, error)
 }
 
-// Submitter hands one SES-shaped "Received" notification (the JSON SNS
-// would carry as Message) to the relay.
+// Reference names a mail object for the relay: it builds the notification
+// itself (every verdict PROCESSING_FAILED, as they are not known after the
+// fact) and fetches the mail from S3.
+type Reference struct {
+	Bucket     string
+	Key        string
+	Recipients []string
+	Timestamp  time.Time // the object's LastModified
+	TopicARN   string    // "" for the relay's own
+}
+
+// Submitter hands one object over to the relay (the admin API's
+// POST /reconcile).
 type Submitter interface {
-	Submit(ctx context.Context, notification []byte) error
+	Submit(ctx context.Context, ref Reference) error
 }
 
 // ReconcileOptions select the objects Reconcile reports.
@@ -43,7 +50,7 @@ type ReconcileOptions struct {
 	Prefix   string
 	Since    time.Time     // objects modified at or after
 	MinAge   time.Duration // objects younger than this are in flight: left alone
-	TopicARN string        // receipt.action.topicArn of built notifications
+	TopicARN string        // topic named in references ("": the relay's first)
 	Max      int           // at most this many found (0: DefaultReconcileMax)
 	// Domains, when not empty, are the relay's domains: recipients found
 	// in an object's header on any other domain are left out (a "for
@@ -63,10 +70,9 @@ const headerBytes = 64 << 10
 // forwarded, so one older than MinAge was never processed (or is failing).
 type Found struct {
 	Object
-	Recipients   []string
-	Notification []byte // SES "Received" notification JSON
-	Submitted    bool
-	Err          error // reading or submitting failed
+	Recipients []string
+	Submitted  bool
+	Err        error // reading or submitting failed
 }
 
 // DefaultReconcileMax is the default bound on objects found per run.
@@ -101,9 +107,9 @@ func Reconcile(ctx context.Context, b Bucket, s Submitter, o ReconcileOptions) (
 			f.Err = fmt.Errorf("reading %s: %w", obj.Key, err)
 		} else {
 			f.Recipients = envelopeRecipients(head, onDomains(o.Domains))
-			f.Notification = ReceivedNotification(o.Bucket, obj, f.Recipients, o.TopicARN)
 			if s != nil && len(f.Recipients) > 0 {
-				if err := s.Submit(ctx, f.Notification); err != nil {
+				ref := Reference{Bucket: o.Bucket, Key: obj.Key, Recipients: f.Recipients, Timestamp: obj.LastModified, TopicARN: o.TopicARN}
+				if err := s.Submit(ctx, ref); err != nil {
 					f.Err = fmt.Errorf("submitting %s: %w", obj.Key, err)
 				} else {
 					f.Submitted = true
@@ -228,53 +234,4 @@ func headerFields(raw []byte) []field {
 		out = append(out, field{strings.TrimSpace(string(name)), strings.TrimSpace(string(value))})
 	}
 	return out
-}
-
-// ReceivedNotification builds the SES "Received" notification (S3 action)
-// for an object, as SES would have published it (sesnotify.Received); the
-// SES message id is the object key's last element (SES names objects so).
-//
-// The verdicts SES gave are not known after the fact. Rather than invent a
-// PASS, every one (spam, virus, SPF, DKIM, DMARC) is PROCESSING_FAILED,
-// SES's own word for a check that could not be done: the relay's policy
-// then decides (with Policy.HoldUnverified it dead-letters the mail,
-// reason unverified, for an operator to look at; by default it forwards it
-// as it would mail whose verdicts do not say FAIL). mail.source (the
-// envelope sender) is left empty, as unknown, and mail.headers unlisted:
-// the relay then judges the sender by the Return-Path SES wrote on top of
-// the stored mail (a bounce's "<>" is dropped, reason empty_sender).
-func ReceivedNotification(bucket string, obj Object, recipients []string, topicARN string) []byte {
-	id := obj.Key[strings.LastIndexByte(obj.Key, '/')+1:]
-	n := sesnotify.Received(id, obj.LastModified, recipients, sesnotify.S3Action(topicARN, bucket, obj.Key))
-	unknown := sesnotify.Verdict{Status: sesnotify.StatusProcessingFail}
-	r := n.Receipt
-	r.SpamVerdict, r.VirusVerdict, r.SPFVerdict, r.DKIMVerdict, r.DMARCVerdict = unknown, unknown, unknown, unknown, unknown
-	return n.JSON()
-}
-
-// HTTPSubmitter POSTs notifications to the relay's admin endpoint
-// POST /reconcile (body: the notification JSON; 200 or 202 when spooled or
-// already known), served by the relay's admin API (package admin).
-type HTTPSubmitter struct {
-	URL    string
-	Client *http.Client // nil: a client with DefaultHTTPTimeout
-}
-
-// Submit posts one notification; any status but 200/202 is an error.
-func (s *HTTPSubmitter) Submit(ctx context.Context, notification []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(notification))
-	if err != nil {
-		return fmt.Errorf("new request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := do(s.Client, req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("post %s: status %d: %s", s.URL, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	return nil
 }

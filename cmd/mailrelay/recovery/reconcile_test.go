@@ -3,15 +3,10 @@ package recovery
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
 var recipientTests = []struct {
@@ -108,15 +103,15 @@ func (b *fakeBucket) Head(ctx context.Context, key string, max int64) ([]byte, e
 }
 
 type fakeSubmitter struct {
-	got  [][]byte
+	got  []Reference
 	fail bool
 }
 
-func (s *fakeSubmitter) Submit(ctx context.Context, n []byte) error {
+func (s *fakeSubmitter) Submit(ctx context.Context, ref Reference) error {
 	if s.fail {
 		return errors.New("503")
 	}
-	s.got = append(s.got, n)
+	s.got = append(s.got, ref)
 	return nil
 }
 
@@ -162,30 +157,17 @@ func TestReconcile(t *testing.T) {
 	if len(sub.got) != 2 || !found[1].Submitted || !found[2].Submitted {
 		t.Fatalf("submitted %d", len(sub.got))
 	}
-	// What is submitted is what the relay's own parser takes.
-	n, err := sesnotify.Parse(sub.got[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.NotificationType != "Received" || n.Receipt.Action.BucketName != "b" || n.Receipt.Action.ObjectKey != "inbound/stuck" ||
-		!slices.Equal(n.Receipt.Recipients, []string{"shop@relay.example.com"}) || n.Mail.MessageID != "stuck" || n.Receipt.Action.TopicArn != "arn:t" {
-		t.Errorf("notification %+v receipt %+v", n, n.Receipt)
-	}
-	// No verdict is invented: every one says the check was not done, for
-	// the relay's policy to judge; the envelope sender is left unknown.
-	r := n.Receipt
-	for name, v := range map[string]sesnotify.Verdict{"spam": r.SpamVerdict, "virus": r.VirusVerdict, "spf": r.SPFVerdict, "dkim": r.DKIMVerdict, "dmarc": r.DMARCVerdict} {
-		if v.Status != sesnotify.StatusProcessingFail {
-			t.Errorf("%s verdict %q, want %s", name, v.Status, sesnotify.StatusProcessingFail)
-		}
-	}
-	if n.Mail.Source != "" || len(n.Mail.Headers) != 0 {
-		t.Errorf("invented an envelope sender %q or headers %v", n.Mail.Source, n.Mail.Headers)
+	// What is submitted is a reference: bucket, key, recipients, time and
+	// topic; the relay builds the notification (admin tests).
+	want := Reference{Bucket: "b", Key: "inbound/stuck", Recipients: []string{"shop@relay.example.com"}, Timestamp: now.Add(-time.Hour), TopicARN: "arn:t"}
+	if got := sub.got[0]; got.Bucket != want.Bucket || got.Key != want.Key || !slices.Equal(got.Recipients, want.Recipients) ||
+		!got.Timestamp.Equal(want.Timestamp) || got.TopicARN != want.TopicARN {
+		t.Errorf("reference %+v, want %+v", got, want)
 	}
 
 	// Without a submitter it only reports; a failing submitter is recorded.
 	found, err = Reconcile(context.Background(), b, nil, opts)
-	if err != nil || len(found) != 4 || found[1].Submitted || found[1].Notification == nil {
+	if err != nil || len(found) != 4 || found[1].Submitted || len(found[1].Recipients) == 0 {
 		t.Fatalf("report only: %v %+v", err, found)
 	}
 	found, _ = Reconcile(context.Background(), b, &fakeSubmitter{fail: true}, opts)
@@ -241,26 +223,5 @@ func TestReconcileDomains(t *testing.T) {
 	}
 	if !onDomains(nil)("a@x.example") || onDomains([]string{"y.example"})("a@x.example") {
 		t.Error("onDomains")
-	}
-}
-
-func TestHTTPSubmitter(t *testing.T) {
-	var got string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got = r.Method + " " + r.URL.Path + " " + string(b)
-		if strings.Contains(string(b), "busy") {
-			http.Error(w, "spool full", 503)
-			return
-		}
-		w.WriteHeader(202)
-	}))
-	defer srv.Close()
-	s := &HTTPSubmitter{URL: srv.URL + "/reconcile"}
-	if err := s.Submit(context.Background(), []byte(`{"x":1}`)); err != nil || got != `POST /reconcile {"x":1}` {
-		t.Fatalf("%v %q", err, got)
-	}
-	if err := s.Submit(context.Background(), []byte(`busy`)); err == nil || !strings.Contains(err.Error(), "spool full") {
-		t.Fatalf("503: %v", err)
 	}
 }

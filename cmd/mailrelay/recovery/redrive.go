@@ -3,16 +3,15 @@
 // relay was down or answered 5xx for longer than SNS retries), and it finds
 // mail objects SES stored in S3 that the relay never processed.
 //
-// Both work through small interfaces (Queue, Poster, Lister, Submitter) so
-// that the logic is tested with fakes; cmd/mailrelay wires aws-sdk-go-v2.
+// Both work through small interfaces (Queue, Poster, Bucket, Submitter) so
+// that the logic is tested with fakes; cmd/mailrelay wires aws-sdk-go-v2
+// and the relay's admin API.
 package recovery
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -33,46 +32,14 @@ type Queue interface {
 	Delete(ctx context.Context, receipt string) error
 }
 
-// Poster delivers one SNS body to the relay and returns the HTTP status.
+// Poster delivers one SNS body to the relay and returns the HTTP status
+// POST /sns would answer. cmd/mailrelay's implementation hands it to the
+// admin API's POST /sns/redrive: authenticated, and taking Timestamps as
+// old as a dead-letter queue keeps messages (the public /sns refuses them
+// as replays). An error means the relay did not decide (unreachable, or
+// the admin API refused the request itself): the run stops.
 type Poster interface {
 	Post(ctx context.Context, body []byte) (status int, err error)
-}
-
-// HTTPPoster POSTs bodies to the relay's inbound endpoint (…/sns).
-type HTTPPoster struct {
-	URL    string
-	Client *http.Client // nil: a client with DefaultHTTPTimeout
-}
-
-// DefaultHTTPTimeout bounds one POST to the relay when no client is given.
-const DefaultHTTPTimeout = 30 * time.Second
-
-// do sends req with c, or with a client bounded by DefaultHTTPTimeout.
-func do(c *http.Client, req *http.Request) (*http.Response, error) {
-	if c == nil {
-		c = &http.Client{Timeout: DefaultHTTPTimeout}
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("post %s: %w", req.URL, err)
-	}
-	return resp, nil
-}
-
-// Post sends body as SNS would and returns the response status.
-func (p *HTTPPoster) Post(ctx context.Context, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
-	if err != nil {
-		return 0, fmt.Errorf("new request: %w", err)
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=UTF-8")
-	resp, err := do(p.Client, req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
 }
 
 // RedriveOptions bound a Redrive run.

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -217,31 +214,5 @@ func TestRedriveErrors(t *testing.T) {
 	cancel()
 	if _, err := Redrive(ctx, newQueue(2), &statusPoster{}, RedriveOptions{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
-	}
-}
-
-func TestHTTPPoster(t *testing.T) {
-	var got string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got = string(b)
-		if strings.Contains(got, "forged") {
-			w.WriteHeader(403)
-		}
-	}))
-	defer srv.Close()
-	p := &HTTPPoster{URL: srv.URL + "/sns"}
-	for _, tc := range []struct {
-		body string
-		want int
-	}{{`{"Type":"Notification"}`, 200}, {`{"forged":true}`, 403}} {
-		s, err := p.Post(context.Background(), []byte(tc.body))
-		if err != nil || s != tc.want || got != tc.body {
-			t.Errorf("post %s: status %d err %v body %q", tc.body, s, err, got)
-		}
-	}
-	srv.Close()
-	if _, err := p.Post(context.Background(), []byte("x")); err == nil {
-		t.Error("closed server: no error")
 	}
 }

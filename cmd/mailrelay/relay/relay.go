@@ -179,8 +179,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	}
 	adminAddr := ""
 	if cfg.AdminListen != "" {
-		adminSrv := &http.Server{Handler: admin.Handler(s, log.With("component", "admin")), ReadHeaderTimeout: 5 * time.Second}
-		if adminAddr, err = r.listen("admin", cfg.AdminListen, httpServer(adminSrv, (*http.Server).Close)); err != nil {
+		if adminAddr, err = r.startAdmin(s, h); err != nil {
 			return err
 		}
 	}
@@ -195,6 +194,36 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	r.relay = Relay{InboundAddr: inboundAddr, HealthAddr: healthAddr, AdminAddr: adminAddr, Spool: r.spool.Load(), Metrics: m}
 	r.state.Store("")
 	return nil
+}
+
+// startAdmin serves the admin API on cfg.AdminListen; without a token only
+// on a loopback address (config.Validate says so first).
+func (r *run) startAdmin(s *spool.Spool, intake *inbound.Handler) (string, error) {
+	cfg := r.cfg
+	h, err := admin.New(admin.Config{
+		Queue:           s,
+		Token:           cfg.AdminToken,
+		Loopback:        config.LoopbackListen(cfg.AdminListen),
+		Buckets:         cfg.S3Buckets,
+		TopicARNs:       cfg.SNSTopicARNs,
+		Domains:         func() []string { return r.aliases.Table().Domains() },
+		SNS:             intake,
+		SNSMaxBodyBytes: cfg.SNSMaxBodyBytes,
+		RetryAfter:      cfg.RetryAfter,
+		Logger:          r.log.With("component", "admin"),
+	})
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	return r.listen("admin", cfg.AdminListen, httpServer(srv, (*http.Server).Close))
 }
 
 // listen is the one way the relay starts a listener (inbound, health,

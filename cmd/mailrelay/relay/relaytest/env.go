@@ -223,7 +223,7 @@ func NewEnv(opts Options) (_ *Env, err error) {
 
 	args := []string{
 		"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--sns-topic-arns", opts.TopicARN, "--sns-cert-url-prefixes", certPrefix,
+		"--sns-topic-arns", opts.TopicARN, "--sns-cert-url-prefixes", certPrefix, "--s3-buckets", opts.Bucket,
 		"--spool-dir", filepath.Join(e.Dir, "spool"), "--aliases-file", e.AliasesFile,
 	}
 	var usage bytes.Buffer
