@@ -87,8 +87,8 @@ type ruleFile struct {
 
 // rendered is a chart render decoded into API types.
 type rendered struct {
-	sts      *appsv1.StatefulSet  // without a database
-	deploy   *appsv1.Deployment   // with a database
+	sts      *appsv1.StatefulSet // without a database
+	deploy   *appsv1.Deployment  // with a database
 	services map[string]*corev1.Service
 	sa       *corev1.ServiceAccount
 	cms      map[string]*corev1.ConfigMap
