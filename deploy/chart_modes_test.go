@@ -134,6 +134,9 @@ func TestChartRefusesReplicas(t *testing.T) {
 		{"autoscaling with the default bounds without a database", with(required(), func(v map[string]any) {
 			v["autoscaling"] = map[string]any{"enabled": true}
 		}), []string{"autoscaling.maxReplicas: 6 refused", why}},
+		{"one pod autoscaled with the default minimum", with(required(), func(v map[string]any) {
+			v["autoscaling"] = map[string]any{"enabled": true, "maxReplicas": 1}
+		}), []string{"autoscaling.minReplicas 2 is above autoscaling.maxReplicas 1"}},
 		{"the URL as a value", with(required(), func(v map[string]any) {
 			v["database"] = map[string]any{"url": "postgres://u:p@db/mailrelay"}
 		}), []string{"database.url is not read", "database.urlSecret.name"}},

@@ -143,6 +143,9 @@ what they say with one.
 {{- if hasKey .Values.database "url" -}}
 {{- fail "database.url is not read: put the PostgreSQL URL in a Secret and name it in database.urlSecret.name (and .key)" -}}
 {{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail (printf "autoscaling.minReplicas %d is above autoscaling.maxReplicas %d" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- end -}}
 {{- $why := "without a database every acknowledged mail lives on one pod's spool volume, which no other pod reads (a pod scaled in or lost with its volume strands what it acknowledged, and SNS retries landing on another pod are forwarded twice); set database.urlSecret.name to a Secret holding a PostgreSQL URL to run more than one replica" -}}
 {{- if not (include "mailrelay.database" .) -}}
 {{- if and (not .Values.autoscaling.enabled) (gt (int .Values.replicas) 1) -}}
