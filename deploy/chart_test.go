@@ -87,7 +87,8 @@ type ruleFile struct {
 
 // rendered is a chart render decoded into API types.
 type rendered struct {
-	sts      *appsv1.StatefulSet
+	sts      *appsv1.StatefulSet // without a database
+	deploy   *appsv1.Deployment  // with a database
 	services map[string]*corev1.Service
 	sa       *corev1.ServiceAccount
 	cms      map[string]*corev1.ConfigMap
@@ -128,6 +129,8 @@ func render(t *testing.T, files []string, set map[string]any) *rendered {
 		switch o := obj.(type) {
 		case *appsv1.StatefulSet:
 			setOnce(t, &r.sts, o)
+		case *appsv1.Deployment:
+			setOnce(t, &r.deploy, o)
 		case *corev1.Service:
 			r.services[o.Name] = o
 		case *corev1.ServiceAccount:
@@ -146,10 +149,42 @@ func render(t *testing.T, files []string, set map[string]any) *rendered {
 			t.Fatalf("%s: unexpected kind %T", m.Source, obj)
 		}
 	}
-	if r.sts == nil {
-		t.Fatal("no StatefulSet rendered")
+	if (r.sts == nil) == (r.deploy == nil) {
+		t.Fatalf("StatefulSet rendered: %v, Deployment rendered: %v; want exactly one", r.sts != nil, r.deploy != nil)
 	}
 	return r
+}
+
+// kind is the workload's kind: StatefulSet or Deployment.
+func (r *rendered) kind() string {
+	if r.deploy != nil {
+		return "Deployment"
+	}
+	return "StatefulSet"
+}
+
+// name is the workload's name.
+func (r *rendered) name() string {
+	if r.deploy != nil {
+		return r.deploy.Name
+	}
+	return r.sts.Name
+}
+
+// pod is the workload's pod template.
+func (r *rendered) pod() *corev1.PodTemplateSpec {
+	if r.deploy != nil {
+		return &r.deploy.Spec.Template
+	}
+	return &r.sts.Spec.Template
+}
+
+// replicas is the workload's spec.replicas (nil when the HPA owns it).
+func (r *rendered) replicas() *int32 {
+	if r.deploy != nil {
+		return r.deploy.Spec.Replicas
+	}
+	return r.sts.Spec.Replicas
 }
 
 func setOnce[T runtime.Object](t *testing.T, dst *T, v T) {
@@ -162,36 +197,55 @@ func setOnce[T runtime.Object](t *testing.T, dst *T, v T) {
 }
 
 func TestChartRenders(t *testing.T) {
-	withExtras := required()
+	withExtras := withDatabase(required())
 	withExtras["ingress"] = map[string]any{"enabled": true, "className": "alb"}
 	withExtras["existingSecret"] = map[string]any{"name": "mailrelay-env", "optional": true}
-	withExtras["autoscaling"] = map[string]any{"queueMessages": map[string]any{"enabled": true}}
+	withExtras["autoscaling"] = map[string]any{"enabled": true, "queueMessages": map[string]any{"enabled": true}}
 	withExtras["extraEnv"] = []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": "http://localstack:4566"}}
 	withExtras["goMemLimit"] = ""
-	noHPA := required()
-	noHPA["autoscaling"] = map[string]any{"enabled": false}
+	withExtras["admin"] = map[string]any{"tokenSecret": map[string]any{"name": "mailrelay-admin"}}
+	noHPA := withDatabase(required())
 	noHPA["replicas"] = 3
 	noHPA["serviceMonitor"] = map[string]any{"enabled": false}
 	noHPA["prometheusRule"] = map[string]any{"enabled": false}
 	noHPA["networkPolicy"] = map[string]any{"enabled": false}
+	onePodHPA := required()
+	onePodHPA["autoscaling"] = map[string]any{"enabled": true, "minReplicas": 1, "maxReplicas": 1}
+	sqsOnly := withIntake(withDatabase(required()), "sqs")
+	sqsOnly["ingress"] = map[string]any{"enabled": true}
+	both := withIntake(withDatabase(required()), "http,sqs")
+	both["ingress"] = map[string]any{"enabled": true}
 
 	for _, tc := range []struct {
 		name    string
 		files   []string
 		set     map[string]any
+		kind    string // workload
+		hpa     bool
+		http    bool // inbound port, Service and rule
 		ingress bool
 		roleARN string
 	}{
-		{name: "defaults", set: required()},
-		{name: "production", files: []string{productionFile}, ingress: true, roleARN: "arn:aws:iam::123456789012:role/mailrelay-relay"},
-		{name: "optional parts on", set: withExtras, ingress: true},
-		{name: "no autoscaling or monitoring", set: noHPA},
+		{name: "defaults", set: required(), kind: "StatefulSet", http: true},
+		{name: "production", files: []string{productionFile}, kind: "Deployment", hpa: true, http: true, ingress: true,
+			roleARN: "arn:aws:iam::123456789012:role/mailrelay-relay"},
+		{name: "optional parts on", set: withExtras, kind: "Deployment", hpa: true, http: true, ingress: true},
+		{name: "no autoscaling or monitoring", set: noHPA, kind: "Deployment", http: true},
+		{name: "one pod autoscaled without a database", set: onePodHPA, kind: "StatefulSet", hpa: true, http: true},
+		{name: "sqs intake only", set: sqsOnly, kind: "Deployment"},
+		{name: "http and sqs intakes", set: both, kind: "Deployment", http: true, ingress: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, tc.files, tc.set)
-			checkStatefulSet(t, r)
-			checkServices(t, r)
-			checkPolicies(t, r)
+			if r.kind() != tc.kind {
+				t.Fatalf("workload %s, want %s", r.kind(), tc.kind)
+			}
+			if (r.hpa != nil) != tc.hpa {
+				t.Errorf("HPA rendered: %v, want %v", r.hpa != nil, tc.hpa)
+			}
+			checkWorkload(t, r, tc.http)
+			checkServices(t, r, tc.http)
+			checkPolicies(t, r, tc.http)
 			checkMonitoring(t, r)
 			if (r.ingress != nil) != tc.ingress {
 				t.Errorf("ingress rendered: %v, want %v", r.ingress != nil, tc.ingress)
@@ -207,19 +261,6 @@ func TestChartRenders(t *testing.T) {
 			}
 		})
 	}
-}
-
-// env returns the container's plain environment variables.
-func env(t *testing.T, c corev1.Container) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, e := range c.Env {
-		if _, dup := out[e.Name]; dup {
-			t.Errorf("environment variable %s set twice", e.Name)
-		}
-		out[e.Name] = e.Value
-	}
-	return out
 }
 
 // portNumber resolves a probe's port (name or number) on the container.
@@ -250,13 +291,11 @@ func listenPort(t *testing.T, addr string) (string, int32) {
 	return host, int32(n)
 }
 
-func checkStatefulSet(t *testing.T, r *rendered) {
+// checkWorkload checks the StatefulSet or Deployment and its pods; http says
+// whether the http intake (the inbound port) is on.
+func checkWorkload(t *testing.T, r *rendered, http bool) {
 	t.Helper()
-	sts := r.sts
-	spec := sts.Spec.Template.Spec
-	if sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
-		t.Errorf("podManagementPolicy %q, want Parallel", sts.Spec.PodManagementPolicy)
-	}
+	spec := r.pod().Spec
 	if len(spec.Containers) != 1 {
 		t.Fatalf("%d containers, want 1", len(spec.Containers))
 	}
@@ -269,7 +308,7 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 		known[f.Env] = true
 	}
 	for name := range e {
-		if strings.HasPrefix(name, "RELAY_") && !known[name] {
+		if strings.HasPrefix(name, "RELAY_") && !known[name] && !pendingSettings[name] {
 			t.Errorf("%s is not a relay setting (mailrelay config lists them)", name)
 		}
 	}
@@ -288,7 +327,7 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 	}
 	inHost, inPort := listenPort(t, cfg.Listen)
 	hHost, hPort := listenPort(t, cfg.HealthListen)
-	if inHost != "0.0.0.0" || inPort != ports["inbound"] {
+	if http && (inHost != "0.0.0.0" || inPort != ports["inbound"]) {
 		t.Errorf("RELAY_LISTEN %s does not serve container port inbound %d", cfg.Listen, ports["inbound"])
 	}
 	if hHost != "0.0.0.0" || hPort != ports["health"] || hPort != 8081 {
@@ -297,8 +336,8 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 	if aHost, _ := listenPort(t, cfg.AdminListen); !net.ParseIP(aHost).IsLoopback() {
 		t.Errorf("RELAY_ADMIN_LISTEN %s is not loopback", cfg.AdminListen)
 	}
-	if len(ports) != 2 {
-		t.Errorf("container ports %v, want inbound and health only", ports)
+	if _, ok := ports["health"]; !ok || len(ports) != map[bool]int{true: 2, false: 1}[http] {
+		t.Errorf("container ports %v, want health, and inbound with the http intake (%v) only", ports, http)
 	}
 
 	// Probes: all three, HTTP on the health port, never the inbound port.
@@ -359,29 +398,14 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 		t.Errorf("terminationGracePeriodSeconds %v is not more than preStop %v + shutdown timeout %v", grace, preStop, cfg.ShutdownTimeout)
 	}
 
-	// Spool on the claim template's volume, at RELAY_SPOOL_DIR.
-	var claim *corev1.PersistentVolumeClaim
-	for i := range sts.Spec.VolumeClaimTemplates {
-		if sts.Spec.VolumeClaimTemplates[i].Name == "spool" {
-			claim = &sts.Spec.VolumeClaimTemplates[i]
-		}
-	}
-	if claim == nil {
-		t.Fatal("no volumeClaimTemplate spool")
-	}
-	if q := claim.Spec.Resources.Requests[corev1.ResourceStorage]; q.IsZero() {
-		t.Error("spool claim requests no storage")
-	}
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m
 	}
-	if m, ok := mounts["spool"]; !ok || m.ReadOnly || !within(cfg.SpoolDir, m.MountPath) {
-		t.Errorf("RELAY_SPOOL_DIR %s is not on the spool volume (mounts %v)", cfg.SpoolDir, mounts)
-	}
-	if sts.Spec.PersistentVolumeClaimRetentionPolicy == nil ||
-		sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
-		t.Error("spool claims must be retained on scale-in: they may hold acknowledged mail")
+	if r.sts != nil {
+		checkSpoolClaim(t, r, cfg.SpoolDir, mounts)
+	} else {
+		checkDataEmptyDir(t, r, cfg.SpoolDir, mounts)
 	}
 
 	// Aliases: a ConfigMap volume at the directory of RELAY_ALIASES_FILE, holding a valid alias file.
@@ -403,7 +427,7 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 		if _, err := aliases.Parse([]byte(data)); err != nil {
 			t.Errorf("the rendered alias file does not load: %v\n%s", err, data)
 		}
-		if sts.Spec.Template.Annotations["checksum/aliases"] == "" {
+		if r.pod().Annotations["checksum/aliases"] == "" {
 			t.Error("no checksum/aliases annotation: alias changes would not roll the pods")
 		}
 	}
@@ -414,9 +438,11 @@ func checkStatefulSet(t *testing.T, r *rendered) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
 	}
-	headless, ok := r.services[sts.Spec.ServiceName]
-	if !ok || headless.Spec.ClusterIP != corev1.ClusterIPNone {
-		t.Errorf("serviceName %q is not a headless Service of the chart", sts.Spec.ServiceName)
+	if r.sts != nil {
+		headless, ok := r.services[r.sts.Spec.ServiceName]
+		if !ok || headless.Spec.ClusterIP != corev1.ClusterIPNone {
+			t.Errorf("serviceName %q is not a headless Service of the chart", r.sts.Spec.ServiceName)
+		}
 	}
 }
 
@@ -426,12 +452,13 @@ func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-func podLabels(r *rendered) labels.Set { return labels.Set(r.sts.Spec.Template.Labels) }
+func podLabels(r *rendered) labels.Set { return labels.Set(r.pod().Labels) }
 
-func checkServices(t *testing.T, r *rendered) {
+// checkServices: the headless Service, and the inbound one with the http intake only.
+func checkServices(t *testing.T, r *rendered, http bool) {
 	t.Helper()
-	if len(r.services) != 2 {
-		t.Errorf("%d Services, want the inbound one and the headless one", len(r.services))
+	if want := map[bool]int{true: 2, false: 1}[http]; len(r.services) != want {
+		t.Errorf("%d Services, want %d: the headless one, and the inbound one with the http intake (%v)", len(r.services), want, http)
 	}
 	for name, s := range r.services {
 		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels(r)) || len(s.Spec.Selector) == 0 {
@@ -446,13 +473,16 @@ func checkServices(t *testing.T, r *rendered) {
 			}
 		}
 	}
-	in, ok := r.services[r.sts.Name]
-	if !ok || len(in.Spec.Ports) != 1 || in.Spec.Ports[0].TargetPort.String() != "inbound" {
-		t.Errorf("inbound Service %s: want exactly the inbound port", r.sts.Name)
+	in, ok := r.services[r.name()]
+	if http && (!ok || len(in.Spec.Ports) != 1 || in.Spec.Ports[0].TargetPort.String() != "inbound") {
+		t.Errorf("inbound Service %s: want exactly the inbound port", r.name())
+	}
+	if !http && ok {
+		t.Errorf("inbound Service %s rendered without the http intake", r.name())
 	}
 }
 
-func checkPolicies(t *testing.T, r *rendered) {
+func checkPolicies(t *testing.T, r *rendered, http bool) {
 	t.Helper()
 	if r.pdb == nil {
 		t.Error("no PodDisruptionBudget")
@@ -461,11 +491,11 @@ func checkPolicies(t *testing.T, r *rendered) {
 	}
 	if r.hpa != nil {
 		ref := r.hpa.Spec.ScaleTargetRef
-		if ref.Kind != "StatefulSet" || ref.Name != r.sts.Name {
-			t.Errorf("HPA scales %s %s", ref.Kind, ref.Name)
+		if ref.APIVersion != "apps/v1" || ref.Kind != r.kind() || ref.Name != r.name() {
+			t.Errorf("HPA scales %s %s %s, want apps/v1 %s %s", ref.APIVersion, ref.Kind, ref.Name, r.kind(), r.name())
 		}
-		if r.sts.Spec.Replicas != nil {
-			t.Error("replicas set on a StatefulSet the HPA scales: every upgrade would reset it")
+		if r.replicas() != nil {
+			t.Errorf("replicas set on a %s the HPA scales: every upgrade would reset it", r.kind())
 		}
 		var cpu bool
 		for _, m := range r.hpa.Spec.Metrics {
@@ -474,11 +504,10 @@ func checkPolicies(t *testing.T, r *rendered) {
 		if !cpu {
 			t.Error("HPA does not scale on CPU")
 		}
-		b := r.hpa.Spec.Behavior
-		if b == nil || b.ScaleDown == nil || b.ScaleDown.SelectPolicy == nil || *b.ScaleDown.SelectPolicy != autoscalingv2.DisabledPolicySelect {
-			t.Error("HPA scales in: a removed pod's spool would wait unprocessed")
+		if r.deploy != nil {
+			checkScaleIn(t, r.hpa)
 		}
-	} else if r.sts.Spec.Replicas == nil || *r.sts.Spec.Replicas < 1 {
+	} else if n := r.replicas(); n == nil || *n < 1 {
 		t.Error("no HPA and no replicas")
 	}
 	if np := r.netpol; np != nil {
@@ -492,10 +521,10 @@ func checkPolicies(t *testing.T, r *rendered) {
 				in[p.Port.String()] = true
 			}
 		}
-		if !in["inbound"] || !in["health"] || len(in) != 2 {
-			t.Errorf("NetworkPolicy ingress ports %v, want inbound and health", in)
+		if in["inbound"] != http || !in["health"] || len(in) != map[bool]int{true: 2, false: 1}[http] {
+			t.Errorf("NetworkPolicy ingress ports %v, want health, and inbound with the http intake (%v)", in, http)
 		}
-		checkEgress(t, np)
+		checkEgress(t, np, r.deploy != nil)
 	}
 }
 
@@ -549,7 +578,7 @@ func checkIngress(t *testing.T, r *rendered) {
 	t.Helper()
 	for _, rule := range r.ingress.Spec.Rules {
 		for _, p := range rule.HTTP.Paths {
-			if p.Path != "/sns" || p.Backend.Service == nil || p.Backend.Service.Name != r.sts.Name ||
+			if p.Path != "/sns" || p.Backend.Service == nil || p.Backend.Service.Name != r.name() ||
 				p.Backend.Service.Port.Name != "inbound" {
 				t.Errorf("Ingress routes %s to %+v, want only /sns to the inbound Service", p.Path, p.Backend.Service)
 			}
@@ -605,7 +634,7 @@ func TestChartRollsOnAliasChange(t *testing.T) {
 		"aliases": []any{map[string]any{"address": "x@relay.example.com", "forward_to": []any{"y@example.org"}}},
 	}}
 	b := render(t, nil, changed)
-	ka, kb := a.sts.Spec.Template.Annotations["checksum/aliases"], b.sts.Spec.Template.Annotations["checksum/aliases"]
+	ka, kb := a.pod().Annotations["checksum/aliases"], b.pod().Annotations["checksum/aliases"]
 	if ka == "" || ka == kb {
 		t.Errorf("checksum/aliases %q then %q: want a change", ka, kb)
 	}

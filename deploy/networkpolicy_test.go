@@ -11,6 +11,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
+// databasePort is the PostgreSQL egress port as egressPorts names it.
+const databasePort = "5432/TCP"
+
 // egressPorts maps each egress port ("53/UDP") to the peers its rules allow
 // ("ipBlock:CIDR" or "selector"); a rule without peers allows "any".
 func egressPorts(np *networkingv1.NetworkPolicy) map[string][]string {
@@ -36,8 +39,9 @@ func egressPorts(np *networkingv1.NetworkPolicy) map[string][]string {
 }
 
 // checkEgress: DNS only to the cluster DNS (a selector peer), HTTPS only to
-// ipBlocks and never to every address, and no other egress port.
-func checkEgress(t *testing.T, np *networkingv1.NetworkPolicy) {
+// ipBlocks and never to every address, PostgreSQL (5432) to named peers with
+// a database and not at all without, and no other egress port.
+func checkEgress(t *testing.T, np *networkingv1.NetworkPolicy, database bool) {
 	t.Helper()
 	out := egressPorts(np)
 	for _, port := range []string{"53/UDP", "53/TCP"} {
@@ -50,8 +54,15 @@ func checkEgress(t *testing.T, np *networkingv1.NetworkPolicy) {
 			t.Errorf("NetworkPolicy egress 443/TCP to %s", p)
 		}
 	}
+	db := out[databasePort]
+	if database && (len(db) == 0 || slices.Contains(db, "any") || slices.Contains(db, "ipBlock:0.0.0.0/0")) {
+		t.Errorf("NetworkPolicy egress %s to %v, want the database's peers", databasePort, db)
+	}
+	if !database && len(db) > 0 {
+		t.Errorf("NetworkPolicy egress %s to %v without a database", databasePort, db)
+	}
 	for port := range out {
-		if port != "53/UDP" && port != "53/TCP" && port != "443/TCP" {
+		if port != "53/UDP" && port != "53/TCP" && port != "443/TCP" && port != databasePort {
 			t.Errorf("NetworkPolicy egress has port %s", port)
 		}
 	}
@@ -67,15 +78,29 @@ func TestNetworkPolicyEgress(t *testing.T) {
 		v["networkPolicy"] = map[string]any{"egress": e}
 		return v
 	}
+	dbEgress := withDatabase(required())
+	dbEgress["networkPolicy"] = map[string]any{"egress": map[string]any{
+		"httpsCIDRs": []any{"10.0.0.0/16"},
+		"databaseTo": []any{
+			map[string]any{"ipBlock": map[string]any{"cidr": "10.0.64.0/20"}},
+			map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "postgres"}}},
+		},
+		"databasePort": 6432,
+	}}
 	for _, tc := range []struct {
-		name  string
-		files []string
-		set   map[string]any
-		https []string // peers of 443/TCP
-		warn  bool
+		name     string
+		files    []string
+		set      map[string]any
+		https    []string // peers of 443/TCP
+		database []string // peers of the database port
+		dbPort   string
+		warn     bool
 	}{
 		{name: "defaults", set: required(), warn: true},
-		{name: "production", files: []string{productionFile}, set: nil, https: []string{"ipBlock:10.0.0.0/16"}},
+		{name: "production", files: []string{productionFile}, set: nil, https: []string{"ipBlock:10.0.0.0/16"},
+			database: []string{"ipBlock:10.0.64.0/20"}, dbPort: databasePort},
+		{name: "database peers and port", set: dbEgress, https: []string{"ipBlock:10.0.0.0/16"},
+			database: []string{"ipBlock:10.0.64.0/20", "selector"}, dbPort: "6432/TCP"},
 		{name: "endpoint subnets", set: egress(map[string]any{"httpsCIDRs": []any{"10.0.1.0/24", "10.0.2.0/24"}}),
 			https: []string{"ipBlock:10.0.1.0/24", "ipBlock:10.0.2.0/24"}},
 		{name: "all HTTPS", set: egress(map[string]any{"allowAllHTTPS": true}), https: []string{"ipBlock:0.0.0.0/0", "ipBlock:::/0"}},
@@ -107,8 +132,15 @@ func TestNetworkPolicyEgress(t *testing.T) {
 			if got := out["443/TCP"]; !slices.Equal(got, tc.https) {
 				t.Errorf("443/TCP to %v, want %v (ports %v)", got, tc.https, slices.Sorted(maps.Keys(out)))
 			}
-			if !slices.Contains(tc.https, "ipBlock:0.0.0.0/0") {
-				checkEgress(t, np)
+			if tc.dbPort != "" {
+				if got := out[tc.dbPort]; !slices.Equal(got, tc.database) {
+					t.Errorf("%s to %v, want %v", tc.dbPort, got, tc.database)
+				}
+			} else if got := out[databasePort]; len(got) > 0 {
+				t.Errorf("%s to %v without a database", databasePort, got)
+			}
+			if !slices.Contains(tc.https, "ipBlock:0.0.0.0/0") && tc.dbPort != "6432/TCP" {
+				checkEgress(t, np, tc.database != nil)
 			}
 			if got := strings.Contains(notes, "allows no HTTPS egress"); got != tc.warn {
 				t.Errorf("notes warn of no HTTPS egress: %v, want %v", got, tc.warn)
@@ -124,6 +156,11 @@ func TestNetworkPolicyEgress(t *testing.T) {
 		{"0.0.0.0/0 as a CIDR", egress(map[string]any{"httpsCIDRs": []any{"0.0.0.0/0"}}), "allowAllHTTPS=true"},
 		{"::/0 as a CIDR", egress(map[string]any{"httpsCIDRs": []any{"10.0.0.0/16", "::/0"}}), "allowAllHTTPS=true"},
 		{"no DNS peers", egress(map[string]any{"dnsTo": []any{}}), "dnsTo is empty"},
+		{"database without its peers", func() map[string]any {
+			v := required()
+			v["database"] = map[string]any{"urlSecret": map[string]any{"name": "mailrelay-database"}}
+			return v
+		}(), "networkPolicy.egress.databaseTo is empty"},
 		{"former httpsTo", func() map[string]any {
 			v := required()
 			v["networkPolicy"] = map[string]any{"httpsTo": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0"}}}}

@@ -73,8 +73,8 @@ const (
 	ReasonSpoolWrite            Reason = "spool_write"
 	// ReasonDatabase: the shared PostgreSQL state failed a call (statedb).
 	ReasonDatabase Reason = "database"
-	ReasonShutdown              Reason = "shutdown"
-	ReasonPanic                 Reason = "panic"
+	ReasonShutdown Reason = "shutdown"
+	ReasonPanic    Reason = "panic"
 	// ReasonBreakerOpen: a dependency's circuit breaker is open (the call
 	// was not made, or the mail was postponed without trying).
 	ReasonBreakerOpen Reason = "breaker_open"

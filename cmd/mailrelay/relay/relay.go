@@ -92,7 +92,7 @@ type run struct {
 	state    atomic.Value // string: "" when ready, else why not
 	draining atomic.Bool
 	spool    atomic.Pointer[spool.Spool] // the embedded queue, if it is one
-	queue    atomic.Value // queue, once open (read by readiness)
+	queue    atomic.Value                // queue, once open (read by readiness)
 	aliases  *aliases.Reloadable
 	inbound  *http.Server
 	pool     *mailproc.Pool
@@ -198,7 +198,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 
 // startAdmin serves the admin API on cfg.AdminListen; without a token only
 // on a loopback address (config.Validate says so first).
-func (r *run) startAdmin(s *spool.Spool, intake *inbound.Handler) (string, error) {
+func (r *run) startAdmin(s admin.Queue, intake *inbound.Handler) (string, error) {
 	cfg := r.cfg
 	h, err := admin.New(admin.Config{
 		Queue:           s,

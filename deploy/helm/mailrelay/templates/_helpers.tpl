@@ -60,12 +60,37 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- add (int $s.preStopSleepSeconds) (int $s.shutdownTimeoutSeconds) (int $s.graceMarginSeconds) -}}
 {{- end -}}
 
+{{/* "true" when a PostgreSQL database is configured (database.urlSecret.name), else empty. */}}
+{{- define "mailrelay.database" -}}
+{{- if and .Values.database .Values.database.urlSecret .Values.database.urlSecret.name -}}true{{- end -}}
+{{- end -}}
+
+{{/* The workload: a Deployment with a database, a one-pod StatefulSet without. */}}
+{{- define "mailrelay.workloadKind" -}}
+{{- if include "mailrelay.database" . -}}Deployment{{- else -}}StatefulSet{{- end -}}
+{{- end -}}
+
+{{/* The intakes of config.RELAY_INTAKE (default http), trimmed, one list. */}}
+{{- define "mailrelay.intakes" -}}
+{{- $out := list -}}
+{{- range splitList "," (toString (default "http" .Values.config.RELAY_INTAKE)) -}}
+{{- $out = append $out (trim .) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* "true" when the HTTP intake (POST /sns) is on: the inbound port, Service and Ingress. */}}
+{{- define "mailrelay.httpIntake" -}}
+{{- if has "http" (include "mailrelay.intakes" . | fromJsonArray) -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 The variables the chart derives from other values; config must not set them, so that ports,
-volumes and the grace period cannot disagree with the relay's settings.
+volumes and the grace period cannot disagree with the relay's settings, and so that secrets
+(the database URL, the admin token) come from Secrets only.
 */}}
 {{- define "mailrelay.reservedEnv" -}}
-RELAY_LISTEN RELAY_HEALTH_LISTEN RELAY_ADMIN_LISTEN RELAY_SPOOL_DIR RELAY_ALIASES_FILE RELAY_SHUTDOWN_TIMEOUT
+RELAY_LISTEN RELAY_HEALTH_LISTEN RELAY_ADMIN_LISTEN RELAY_SPOOL_DIR RELAY_ALIASES_FILE RELAY_SHUTDOWN_TIMEOUT RELAY_DATABASE_URL RELAY_DATABASE_MIGRATE RELAY_ADMIN_TOKEN
 {{- end -}}
 
 {{/* Fails the render on missing required values and on config that the chart owns. */}}
@@ -79,14 +104,60 @@ RELAY_LISTEN RELAY_HEALTH_LISTEN RELAY_ADMIN_LISTEN RELAY_SPOOL_DIR RELAY_ALIASE
 {{- $reserved := splitList " " (include "mailrelay.reservedEnv" .) -}}
 {{- range $k, $v := .Values.config -}}
 {{- if has $k $reserved -}}
-{{- fail (printf "config.%s is set by the chart (from ports, persistence, aliases or shutdown); remove it from config" $k) -}}
+{{- fail (printf "config.%s is set by the chart (from ports, persistence, aliases, shutdown, database or admin); remove it from config" $k) -}}
 {{- end -}}
 {{- if not (hasPrefix "RELAY_" $k) -}}
 {{- fail (printf "config.%s: config holds RELAY_* variables only; use extraEnv for others" $k) -}}
 {{- end -}}
 {{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if has .name $reserved -}}
+{{- fail (printf "extraEnv sets %s, which the chart sets (from ports, persistence, aliases, shutdown, database or admin); remove it from extraEnv" .name) -}}
+{{- end -}}
+{{- end -}}
 {{- if lt (int .Values.shutdown.graceMarginSeconds) 1 -}}
 {{- fail "shutdown.graceMarginSeconds must be at least 1: the kubelet kills the pod when the grace period ends" -}}
+{{- end -}}
+{{- include "mailrelay.validateIntake" . -}}
+{{- include "mailrelay.validateReplicas" . -}}
+{{- end -}}
+
+{{/* Fails the render on an intake the relay does not know, and on sqs without a queue. */}}
+{{- define "mailrelay.validateIntake" -}}
+{{- $intakes := include "mailrelay.intakes" . | fromJsonArray -}}
+{{- range $intakes -}}
+{{- if not (has . (list "http" "sqs")) -}}
+{{- fail (printf "config.RELAY_INTAKE %q: the intakes are http, sqs or http,sqs" (toString $.Values.config.RELAY_INTAKE)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has "sqs" $intakes) (not .Values.config.RELAY_SQS_QUEUE_URL) -}}
+{{- fail "config.RELAY_INTAKE has sqs: set config.RELAY_SQS_QUEUE_URL to the queue the SNS topic delivers to" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Fails the render on more than one replica without a database, and on values that cannot mean
+what they say with one.
+*/}}
+{{- define "mailrelay.validateReplicas" -}}
+{{- if hasKey .Values.database "url" -}}
+{{- fail "database.url is not read: put the PostgreSQL URL in a Secret and name it in database.urlSecret.name (and .key)" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail (printf "autoscaling.minReplicas %d is above autoscaling.maxReplicas %d" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- $why := "without a database every acknowledged mail lives on one pod's spool volume, which no other pod reads (a pod scaled in or lost with its volume strands what it acknowledged, and SNS retries landing on another pod are forwarded twice); set database.urlSecret.name to a Secret holding a PostgreSQL URL to run more than one replica" -}}
+{{- if not (include "mailrelay.database" .) -}}
+{{- if and (not .Values.autoscaling.enabled) (gt (int .Values.replicas) 1) -}}
+{{- fail (printf "replicas: %d refused: %s" (int .Values.replicas) $why) -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.maxReplicas) 1) -}}
+{{- fail (printf "autoscaling.maxReplicas: %d refused: %s" (int .Values.autoscaling.maxReplicas) $why) -}}
+{{- end -}}
+{{- else -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.egress.databaseTo) -}}
+{{- fail "networkPolicy.egress.databaseTo is empty: with a database the relay must reach PostgreSQL; name its peers (e.g. an ipBlock of the database subnets) or disable networkPolicy" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
