@@ -67,7 +67,8 @@ type Resolver interface {
 }
 
 // availability is implemented by dependencies behind a circuit breaker
-// (awsclient's S3 and SES): false while the breaker is open.
+// (awsclient's S3 and SES, the PostgreSQL queue): false while the breaker
+// is open, and the workers take no new work meanwhile.
 type availability interface{ Available() bool }
 
 // Policy says which receipt verdicts drop a mail and what else to do.
@@ -257,7 +258,7 @@ func (p *Pool) waitAvailable(ctx context.Context) bool {
 }
 
 func (p *Pool) available() bool {
-	for _, dep := range []any{p.cfg.Sender, p.cfg.Objects} {
+	for _, dep := range []any{p.cfg.Sender, p.cfg.Objects, p.cfg.Queue} {
 		if a, ok := dep.(availability); ok && !a.Available() {
 			return false
 		}

@@ -121,6 +121,11 @@ func (q *Queue) fullLocked(size int64) bool {
 	return n >= q.o.MaxMessages || b+size > q.o.MaxBytes
 }
 
+// Available is false while the database's breaker is open: the worker
+// pool then takes no new work, so that no copy is sent whose record could
+// not be written.
+func (q *Queue) Available() bool { return q.db.Available() }
+
 // Err returns why the database is not usable now (the breaker is open, or
 // the last snapshot failed), or nil. It never waits on the database: for
 // readiness.
