@@ -207,6 +207,16 @@ func (v *Verifier) URLAllowed(u string) bool { return v.rule.originAllowed(u) }
 // download). A certificate URL answering 4xx (other than 408 and 429) is
 // not a certificate: ErrSignature.
 func (v *Verifier) Verify(ctx context.Context, m *Message) error {
+	return v.VerifyAt(ctx, m, time.Time{})
+}
+
+// VerifyAt is Verify with the Timestamp's age measured at received instead
+// of now (zero: now): for a message that waited in a queue (the SQS
+// intake), received is when SNS put it there (SQS's SentTimestamp, set by
+// SQS, not by the sender). SNS stamps and enqueues a delivery at once, so a
+// genuine one is seconds old then, however long it waited afterwards; an
+// old delivery sent into the queue again (a replay) is refused.
+func (v *Verifier) VerifyAt(ctx context.Context, m *Message, received time.Time) error {
 	if !v.rule.certAllowed(m.SigningCertURL) {
 		return fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL)
 	}
@@ -248,16 +258,20 @@ func (v *Verifier) Verify(ctx context.Context, m *Message) error {
 	}
 	// After the signature, which covers Timestamp: a replay of a genuine
 	// delivery is refused here.
-	return v.checkTimestamp(m.Timestamp)
+	return v.checkTimestamp(m.Timestamp, received)
 }
 
-// checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew].
-func (v *Verifier) checkTimestamp(ts string) error {
+// checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew],
+// now being received unless that is zero.
+func (v *Verifier) checkTimestamp(ts string, received time.Time) error {
 	at, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		return fmt.Errorf("%w: unparseable %.40q", ErrTimestamp, ts)
 	}
-	now := v.now()
+	now := received
+	if now.IsZero() {
+		now = v.now()
+	}
 	if age := now.Sub(at); age > v.maxAge {
 		return fmt.Errorf("%w: %s is %s old, over %s", ErrTimestamp, at.UTC().Format(time.RFC3339), age.Round(time.Second), v.maxAge)
 	}
