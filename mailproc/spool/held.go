@@ -71,18 +71,7 @@ func (s *Spool) DropHeld(cutoff time.Time, limit int, busy func(id string) bool)
 		if busy != nil && busy(id) {
 			continue
 		}
-		err := s.transition(id, "dropping held entry", func(b *pebble.Batch) error {
-			// Still held? (It may have been finished and redriven since.)
-			v, err := s.get(dbKey(prefixQueue, id))
-			if err != nil {
-				return err
-			}
-			if e, err := decodeEntry(v); err != nil || !Held(e) {
-				return errNotHeld
-			}
-			b.Delete(dbKey(prefixQueue, id), nil)
-			return nil
-		}, s.removeLocked)
+		err := s.dropHeld(id, false)
 		switch {
 		case errors.Is(err, ErrNotFound), errors.Is(err, errNotHeld):
 		case err != nil:
@@ -92,4 +81,35 @@ func (s *Spool) DropHeld(cutoff time.Time, limit int, busy func(id string) bool)
 		}
 	}
 	return n, nil
+}
+
+// Forget deletes the held entry id if nothing of it was sent yet (its sent
+// record is empty): the external queue keeps its pending state, so the
+// spool needs it no longer, and it does not linger if another replica
+// finishes the message. An entry that is not held or has copies sent is
+// left alone. Unknown ids are ignored.
+func (s *Spool) Forget(id string) error {
+	err := s.dropHeld(id, true)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotHeld) {
+		return nil
+	}
+	return err
+}
+
+// dropHeld deletes the pending entry id, durably, if it is held (and, with
+// unsentOnly, has no sent record); otherwise it returns errNotHeld.
+func (s *Spool) dropHeld(id string, unsentOnly bool) error {
+	return s.transition(id, "dropping held entry", func(b *pebble.Batch) error {
+		// Still held? (It may have been finished and redriven since.)
+		v, err := s.get(dbKey(prefixQueue, id))
+		if err != nil {
+			return err
+		}
+		e, err := decodeEntry(v)
+		if err != nil || !Held(e) || (unsentOnly && len(e.Sent) > 0) {
+			return errNotHeld
+		}
+		b.Delete(dbKey(prefixQueue, id), nil)
+		return nil
+	}, s.removeLocked)
 }
