@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -74,6 +75,27 @@ type Config struct {
 	InboundIdleTimeout    time.Duration // idle keep-alive connections closed after
 	InboundBodyTimeout    time.Duration // a request body must arrive within
 	SNSMaxAge             time.Duration // oldest SNS Timestamp accepted
+
+	Intake               []string // "http", "sqs" or both (IntakeHTTP, IntakeSQS)
+	SQSQueueURL          string
+	SQSVisibilityTimeout time.Duration
+	SQSMaxMessages       int
+}
+
+// Intakes of --intake.
+const (
+	IntakeHTTP = "http"
+	IntakeSQS  = "sqs"
+)
+
+// HasIntake reports whether intake (IntakeHTTP, IntakeSQS) is on.
+func (c *Config) HasIntake(intake string) bool {
+	for _, i := range c.Intake {
+		if i == intake {
+			return true
+		}
+	}
+	return false
 }
 
 // Flag describes one setting, for documentation.
@@ -130,6 +152,12 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.InboundIdleTimeout, "inbound-idle-timeout", inbound.IdleTimeout, "idle keep-alive connections on the inbound listener are closed after this")
 	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
 	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
+	c.Intake = []string{IntakeHTTP}
+	fs.Func("intake", "where notifications come from: http (POST /sns), sqs (an SQS queue the SNS topic delivers to), or http,sqs", listSetter(&c.Intake))
+	fs.Lookup("intake").DefValue = IntakeHTTP
+	fs.StringVar(&c.SQSQueueURL, "sqs-queue-url", "", "URL of the SQS queue read with --intake sqs (required then)")
+	fs.DurationVar(&c.SQSVisibilityTimeout, "sqs-visibility-timeout", 30*time.Second, "how long a received SQS message stays invisible; extended every third of it while a mail is worked on, so a crashed replica's messages come back after at most this")
+	fs.IntVar(&c.SQSMaxMessages, "sqs-max-messages", 10, "messages asked for by one SQS receive (1..10)")
 	return fs
 }
 
@@ -384,7 +412,34 @@ func (c *Config) Validate() error {
 			bad(d.name, "%s: must be positive", d.v)
 		}
 	}
+	c.validateIntake(bad)
 	return errors.Join(errs...)
+}
+
+// validateIntake checks --intake and the SQS settings.
+func (c *Config) validateIntake(bad func(flagName, format string, args ...any)) {
+	if len(c.Intake) == 0 {
+		bad("intake", "is empty: want http, sqs or http,sqs")
+	}
+	for _, i := range c.Intake {
+		if i != IntakeHTTP && i != IntakeSQS {
+			bad("intake", "%q: want http, sqs or http,sqs", i)
+		}
+	}
+	if !c.HasIntake(IntakeSQS) {
+		return
+	}
+	if c.SQSQueueURL == "" {
+		bad("sqs-queue-url", "is required with --intake sqs (https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE)")
+	} else if u, err := url.Parse(c.SQSQueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("sqs-queue-url", "%q: want an http(s) queue URL such as https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE", c.SQSQueueURL)
+	}
+	if c.SQSVisibilityTimeout < 3*time.Second || c.SQSVisibilityTimeout > 12*time.Hour {
+		bad("sqs-visibility-timeout", "%s: want 3s..12h (SQS's range, whole seconds)", c.SQSVisibilityTimeout)
+	}
+	if c.SQSMaxMessages < 1 || c.SQSMaxMessages > 10 {
+		bad("sqs-max-messages", "%d: want 1..10 (SQS's limit)", c.SQSMaxMessages)
+	}
 }
 
 // anyPort reports whether addr asks for any free port (":0"), which never
