@@ -439,11 +439,18 @@ func (q *Queue) Close() {
 	var ls []*lease
 	ls = append(ls, q.buf...)
 	q.buf = nil
+	var ids []string
 	for id, l := range q.held {
 		ls = append(ls, l)
+		ids = append(ids, id)
 		delete(q.held, id)
 	}
 	q.mu.Unlock()
+	for _, id := range ids {
+		if err := q.cfg.Store.Forget(id); err != nil {
+			q.log.Warn("forgetting held entry", "sns_message_id", id, "err", err)
+		}
+	}
 	for _, l := range ls {
 		q.end(l, 0)
 	}
