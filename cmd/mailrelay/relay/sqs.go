@@ -10,6 +10,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sqsintake"
 	"github.com/mailrelay/mailrelay/mailproc"
+	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 )
 
@@ -47,6 +48,14 @@ func (r *run) workQueue(ctx context.Context, s *spool.Spool, verifier *sns.Verif
 	client, err := awsclient.NewSQS(ctx, o, awsclient.SQSOptions{QueueURL: cfg.SQSQueueURL, MaxMessages: cfg.SQSMaxMessages})
 	if err != nil {
 		return nil, fmt.Errorf("sqs client: %w", err)
+	}
+	// A queue that does not exist or may not be read is a configuration
+	// mistake: refuse to start. SQS unreachable is not: start, not ready
+	// (readiness follows the receives).
+	if err := client.Check(ctx); failure.IsPermanent(err) {
+		return nil, fmt.Errorf("sqs queue %s: %w", cfg.SQSQueueURL, err)
+	} else if err != nil {
+		r.log.Warn("sqs queue not reachable at start; not ready until a receive succeeds", "queue", cfg.SQSQueueURL, "err", err)
 	}
 	q, err := sqsintake.New(sqsintake.Config{
 		Client:     sqsClient{client},
