@@ -201,38 +201,10 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 		return nil, fmt.Errorf("awsclient: send mode %q: want %q or %q", opts.SendMode, SendModeSES, SendModeSESv2)
 	}
 
-	var cfg aws.Config
-	if opts.AWSConfig != nil {
-		cfg = opts.AWSConfig.Copy()
-	} else {
-		lo := slices.Clone(opts.LoadOptions)
-		if opts.Region != "" {
-			lo = append(lo, config.WithRegion(opts.Region))
-		}
-		var err error
-		cfg, err = config.LoadDefaultConfig(ctx, lo...)
-		if err != nil {
-			return nil, fmt.Errorf("awsclient: loading aws config: %w", err)
-		}
+	cfg, err := loadConfig(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Region != "" {
-		cfg.Region = opts.Region
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("awsclient: no region: set AWS_REGION")
-	}
-
-	// Retries: the standard retryer, at most two attempts, short backoff.
-	// RetryMaxAttempts is set too, because the service clients wrap any
-	// retryer with cfg.RetryMaxAttempts, which AWS_MAX_ATTEMPTS feeds.
-	cfg.Retryer = func() aws.Retryer { return newRetryer(opts.MaxAttempts) }
-	cfg.RetryMaxAttempts = opts.MaxAttempts
-	cfg.RetryMode = aws.RetryModeStandard
-	// Checksums only where the API requires them: we never ask for
-	// response validation, and stand-ins (gofakes3, LocalStack) choke on
-	// the trailing-checksum encodings newer SDKs send by default.
-	cfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-	cfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 
 	s3dep := newDependency(ServiceS3, opts)
 	sesdep := newDependency(ServiceSES, opts)
@@ -288,6 +260,46 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 		},
 		SES: sc,
 	}, nil
+}
+
+// loadConfig is the AWS configuration every client starts from: opts's
+// AWSConfig or the SDK's default chain, the region, bounded retries and
+// checksums only where required.
+func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
+	var cfg aws.Config
+	if opts.AWSConfig != nil {
+		cfg = opts.AWSConfig.Copy()
+	} else {
+		lo := slices.Clone(opts.LoadOptions)
+		if opts.Region != "" {
+			lo = append(lo, config.WithRegion(opts.Region))
+		}
+		var err error
+		cfg, err = config.LoadDefaultConfig(ctx, lo...)
+		if err != nil {
+			return aws.Config{}, fmt.Errorf("awsclient: loading aws config: %w", err)
+		}
+	}
+	if opts.Region != "" {
+		cfg.Region = opts.Region
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, errors.New("awsclient: no region: set AWS_REGION")
+	}
+
+	// Retries: the standard retryer, at most two attempts, short backoff.
+	// RetryMaxAttempts is set too, because the service clients wrap any
+	// retryer with cfg.RetryMaxAttempts, which AWS_MAX_ATTEMPTS feeds.
+	cfg.Retryer = func() aws.Retryer { return newRetryer(opts.MaxAttempts) }
+	cfg.RetryMaxAttempts = opts.MaxAttempts
+	cfg.RetryMode = aws.RetryModeStandard
+	// Checksums only where the API requires them: we never ask for
+	// response validation, and stand-ins (gofakes3, LocalStack) choke on
+	// the trailing-checksum encodings newer SDKs send by default.
+	cfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	cfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+
+	return cfg, nil
 }
 
 // newRetryer is the SDK's standard retryer limited to maxAttempts, with a

@@ -507,6 +507,7 @@ func TestOperationsReference(t *testing.T) {
 	m.Messages.WithLabelValues("forwarded", "ok")
 	m.Panics.WithLabelValues("inbound")
 	m.HealthRequests.WithLabelValues("/livez")
+	m.SQSMessages.WithLabelValues("accepted", "new")
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,7 @@ type Metrics struct {
 	ProcessDuration      prometheus.Histogram
 	InFlightBytes        prometheus.Gauge
 	HealthRequests       *prometheus.HistogramVec // path
+	SQSMessages          *prometheus.CounterVec   // outcome, reason: the SQS intake
 
 	// queue computes mailrelay_queue_messages, _queue_bytes,
 	// _queue_oldest_age_seconds and _deadletter_messages when scraped.
@@ -102,11 +103,15 @@ func NewMetrics() *Metrics {
 			Help:    "Time to answer health endpoint requests.",
 			Buckets: latencyBuckets,
 		}, []string{"path"}),
+		SQSMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailrelay_sqs_messages_total",
+			Help: "Messages received from the SQS intake queue, by what the intake did with them.",
+		}, []string{"outcome", "reason"}),
 	}
 	r.MustRegister(
 		m.ExternalCallDuration, m.InboundRequests, m.AckDuration, m.queue,
 		m.BreakerState, m.Messages,
-		m.Panics, m.ProcessDuration, m.InFlightBytes, m.HealthRequests,
+		m.Panics, m.ProcessDuration, m.InFlightBytes, m.HealthRequests, m.SQSMessages,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -52,3 +52,13 @@ output "sns_kms_key_policy_json" {
   description = "The key policy statement SES needs on a key given as kms_master_key_id (merge it into that key's policy)."
   value       = data.aws_iam_policy_document.sns_kms_ses.json
 }
+
+output "sqs_intake_queue_url" {
+  description = "RELAY_SQS_QUEUE_URL for RELAY_INTAKE=sqs (null unless sqs_intake)."
+  value       = var.sqs_intake ? aws_sqs_queue.intake[0].id : null
+}
+
+output "sqs_intake_dlq_url" {
+  description = "The intake's dead-letter queue: what SQS moved there after sqs_max_receive_count receives (null unless sqs_intake)."
+  value       = var.sqs_intake ? aws_sqs_queue.intake_dlq[0].id : null
+}

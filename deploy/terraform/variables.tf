@@ -115,3 +115,21 @@ variable "create_sns_kms_key" {
   type        = bool
   default     = false
 }
+
+variable "sqs_intake" {
+  description = "Create the SQS intake: a queue subscribed to the inbound topic (raw delivery off), its dead-letter queue, and the relay's right to read it. Run the relay with RELAY_INTAKE=sqs and RELAY_SQS_QUEUE_URL set to the sqs_intake_queue_url output."
+  type        = bool
+  default     = false
+}
+
+variable "sqs_max_receive_count" {
+  description = "Receives after which SQS moves an intake message to the intake's dead-letter queue. Keep it above RELAY_RETRY_MAX_AGE / RELAY_RETRY_MAX (288 with the defaults) so that the relay dead-letters a failing mail itself, with its reason, first."
+  type        = number
+  default     = 400
+}
+
+variable "sqs_retention_seconds" {
+  description = "How long the intake queue keeps a message not yet finished (SQS allows 60 s to 14 days); keep it above RELAY_RETRY_MAX_AGE."
+  type        = number
+  default     = 345600
+}

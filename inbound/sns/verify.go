@@ -207,7 +207,17 @@ func (v *Verifier) URLAllowed(u string) bool { return v.rule.originAllowed(u) }
 // download). A certificate URL answering 4xx (other than 408 and 429) is
 // not a certificate: ErrSignature.
 func (v *Verifier) Verify(ctx context.Context, m *Message) error {
-	return v.verify(ctx, m, v.maxAge)
+	return v.verify(ctx, m, v.maxAge, time.Time{})
+}
+
+// VerifyAt is Verify with the Timestamp's age measured at received instead
+// of now (zero: now): for a message that waited in a queue (the SQS
+// intake), received is when SNS put it there (SQS's SentTimestamp, set by
+// SQS, not by the sender). SNS stamps and enqueues a delivery at once, so a
+// genuine one is seconds old then, however long it waited afterwards; an
+// old delivery sent into the queue again (a replay) is refused.
+func (v *Verifier) VerifyAt(ctx context.Context, m *Message, received time.Time) error {
+	return v.verify(ctx, m, v.maxAge, received)
 }
 
 // VerifyMaxAge is Verify with the Timestamp allowed up to maxAge old
@@ -219,10 +229,10 @@ func (v *Verifier) VerifyMaxAge(ctx context.Context, m *Message, maxAge time.Dur
 	if maxAge <= 0 {
 		maxAge = v.maxAge
 	}
-	return v.verify(ctx, m, maxAge)
+	return v.verify(ctx, m, maxAge, time.Time{})
 }
 
-func (v *Verifier) verify(ctx context.Context, m *Message, maxAge time.Duration) error {
+func (v *Verifier) verify(ctx context.Context, m *Message, maxAge time.Duration, received time.Time) error {
 	if !v.rule.certAllowed(m.SigningCertURL) {
 		return fmt.Errorf("%w: %.200q", ErrCertURL, m.SigningCertURL)
 	}
@@ -264,16 +274,20 @@ func (v *Verifier) verify(ctx context.Context, m *Message, maxAge time.Duration)
 	}
 	// After the signature, which covers Timestamp: a replay of a genuine
 	// delivery is refused here.
-	return v.checkTimestamp(m.Timestamp, maxAge)
+	return v.checkTimestamp(m.Timestamp, maxAge, received)
 }
 
-// checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew].
-func (v *Verifier) checkTimestamp(ts string, maxAge time.Duration) error {
+// checkTimestamp refuses a Timestamp outside [now-maxAge, now+MaxClockSkew],
+// now being received unless that is zero.
+func (v *Verifier) checkTimestamp(ts string, maxAge time.Duration, received time.Time) error {
 	at, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		return fmt.Errorf("%w: unparseable %.40q", ErrTimestamp, ts)
 	}
-	now := v.now()
+	now := received
+	if now.IsZero() {
+		now = v.now()
+	}
 	if age := now.Sub(at); age > maxAge {
 		return fmt.Errorf("%w: %s is %s old, over %s", ErrTimestamp, at.UTC().Format(time.RFC3339), age.Round(time.Second), maxAge)
 	}

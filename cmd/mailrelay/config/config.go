@@ -85,6 +85,27 @@ type Config struct {
 	DatabaseURL     string        // PostgreSQL shared by replicas ("" = embedded spool)
 	DatabaseMigrate bool          // apply migrations at start-up
 	DatabaseLease   time.Duration // how long a dead replica's claims are held
+
+	Intake               []string // "http", "sqs" or both (IntakeHTTP, IntakeSQS)
+	SQSQueueURL          string
+	SQSVisibilityTimeout time.Duration
+	SQSMaxMessages       int
+}
+
+// Intakes of --intake.
+const (
+	IntakeHTTP = "http"
+	IntakeSQS  = "sqs"
+)
+
+// HasIntake reports whether intake (IntakeHTTP, IntakeSQS) is on.
+func (c *Config) HasIntake(intake string) bool {
+	for _, i := range c.Intake {
+		if i == intake {
+			return true
+		}
+	}
+	return false
 }
 
 // Flag describes one setting, for documentation.
@@ -146,6 +167,12 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…) shared by every replica: queue, de-duplication and sent-record live there; empty keeps everything in the embedded spool (one process)")
 	fs.BoolVar(&c.DatabaseMigrate, "database-migrate", true, "apply the database's migrations at start-up (safe with several replicas starting at once); false: run 'mailrelay migrate' yourself")
 	fs.DurationVar(&c.DatabaseLease, "database-lease", pgqueue.DefaultLease, "with a database: how long a replica's claim on a mail lasts without its heartbeat, i.e. how soon the work of a replica that died is taken over")
+	c.Intake = []string{IntakeHTTP}
+	fs.Func("intake", "where notifications come from: http (POST /sns), sqs (an SQS queue the SNS topic delivers to), or http,sqs", listSetter(&c.Intake))
+	fs.Lookup("intake").DefValue = IntakeHTTP
+	fs.StringVar(&c.SQSQueueURL, "sqs-queue-url", "", "URL of the SQS queue read with --intake sqs (required then)")
+	fs.DurationVar(&c.SQSVisibilityTimeout, "sqs-visibility-timeout", 30*time.Second, "how long a received SQS message stays invisible; extended every third of it while a mail is worked on, so a crashed replica's messages come back after at most this")
+	fs.IntVar(&c.SQSMaxMessages, "sqs-max-messages", 10, "messages asked for by one SQS receive (1..10)")
 	return fs
 }
 
@@ -425,7 +452,34 @@ func (c *Config) Validate() error {
 	if c.DatabaseLease < 3*time.Second || c.DatabaseLease > 10*time.Minute {
 		bad("database-lease", "%s: want 3s..10m (the takeover time after a replica dies)", c.DatabaseLease)
 	}
+	c.validateIntake(bad)
 	return errors.Join(errs...)
+}
+
+// validateIntake checks --intake and the SQS settings.
+func (c *Config) validateIntake(bad func(flagName, format string, args ...any)) {
+	if len(c.Intake) == 0 {
+		bad("intake", "is empty: want http, sqs or http,sqs")
+	}
+	for _, i := range c.Intake {
+		if i != IntakeHTTP && i != IntakeSQS {
+			bad("intake", "%q: want http, sqs or http,sqs", i)
+		}
+	}
+	if !c.HasIntake(IntakeSQS) {
+		return
+	}
+	if c.SQSQueueURL == "" {
+		bad("sqs-queue-url", "is required with --intake sqs (https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE)")
+	} else if u, err := url.Parse(c.SQSQueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("sqs-queue-url", "%q: want an http(s) queue URL such as https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE", c.SQSQueueURL)
+	}
+	if c.SQSVisibilityTimeout < 3*time.Second || c.SQSVisibilityTimeout > 12*time.Hour {
+		bad("sqs-visibility-timeout", "%s: want 3s..12h (SQS's range, whole seconds)", c.SQSVisibilityTimeout)
+	}
+	if c.SQSMaxMessages < 1 || c.SQSMaxMessages > 10 {
+		bad("sqs-max-messages", "%d: want 1..10 (SQS's limit)", c.SQSMaxMessages)
+	}
 }
 
 // LoopbackListen reports whether a listener address (host:port) binds

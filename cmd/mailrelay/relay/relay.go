@@ -26,6 +26,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound"
 	"github.com/mailrelay/mailrelay/inbound/admin"
 	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/inbound/sqsintake"
 	"github.com/mailrelay/mailrelay/mailproc"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
@@ -96,6 +97,7 @@ type run struct {
 	aliases  *aliases.Reloadable
 	inbound  *http.Server
 	pool     *mailproc.Pool
+	sqs      *sqsintake.Queue // nil unless --intake has sqs
 	hup      chan os.Signal
 	fatal    chan error // the spool failed closed (Options.OnFatal)
 	relay    Relay
@@ -153,12 +155,18 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
 	}
-	h, err := r.intake(s)
+	h, verifier, err := r.intake(s)
+	if err != nil {
+		return err
+	}
+	work, err := r.workQueue(ctx, s, verifier, awsOverride)
 	if err != nil {
 		return err
 	}
 	e := inbound.NewServer(m, log.With("component", "inbound"))
-	h.Register(e)
+	if cfg.HasIntake(config.IntakeHTTP) {
+		h.Register(e) // else the listener serves no /sns (404)
+	}
 	r.inbound = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: inbound.ReadHeaderTimeout,
@@ -184,7 +192,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		}
 	}
 
-	if err := r.startWorkers(ctx, s, clients); err != nil {
+	if err := r.startWorkers(ctx, work, clients); err != nil {
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -273,6 +281,9 @@ func (r *run) ready() (bool, string) {
 			return false, err.Error()
 		}
 	}
+	if r.sqs != nil {
+		return r.sqs.Ready()
+	}
 	return true, ""
 }
 
@@ -292,8 +303,8 @@ func (r *run) awsOptions(override *awsclient.Options) awsclient.Options {
 	return o
 }
 
-// intake is the SNS endpoint's handler, storing into s.
-func (r *run) intake(s queue) (*inbound.Handler, error) {
+// intake is the SNS endpoint's handler, storing into s, and its verifier.
+func (r *run) intake(s queue) (*inbound.Handler, *sns.Verifier, error) {
 	cfg := r.cfg
 	verifier, err := sns.NewVerifier(sns.VerifierOptions{
 		CertURLPrefixes: cfg.SNSCertURLPrefixes,
@@ -302,9 +313,9 @@ func (r *run) intake(s queue) (*inbound.Handler, error) {
 		Observe:         inbound.ObserveSNS(r.m),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sns verifier: %w", err)
+		return nil, nil, fmt.Errorf("sns verifier: %w", err)
 	}
-	return inbound.New(inbound.Config{
+	h, err := inbound.New(inbound.Config{
 		TopicARNs:    cfg.SNSTopicARNs,
 		MaxBodyBytes: cfg.SNSMaxBodyBytes,
 		RetryAfter:   cfg.RetryAfter,
@@ -315,15 +326,16 @@ func (r *run) intake(s queue) (*inbound.Handler, error) {
 		Logger:       r.log.With("component", "inbound"),
 		BodyTimeout:  cfg.InboundBodyTimeout,
 	})
+	return h, verifier, err
 }
 
-// startWorkers starts the worker pool on s. Workers run on a context of
+// startWorkers starts the worker pool on q. Workers run on a context of
 // their own, cancelled only once the drain is over.
-func (r *run) startWorkers(ctx context.Context, s queue, clients *awsclient.Clients) error {
+func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awsclient.Clients) error {
 	cfg := r.cfg
 	pool, err := mailproc.New(mailproc.Config{
 		Workers: cfg.Workers,
-		Queue:   s,
+		Queue:   q,
 		Objects: clients.S3,
 		Sender:  clients.SES,
 		Aliases: r.aliases,
