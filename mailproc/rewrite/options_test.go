@@ -25,7 +25,9 @@ func TestReplyAddressAnnotateTag(t *testing.T) {
 		noSubject = "From: bob@example.net\nMIME-Version: 1.0\nMIME-Version: 1.0\nContent-Type: text/plain\nContent-Type: text/html\nContent-Transfer-Encoding: 7bit\ncontent-transfer-encoding: base64\n\nbody\n"
 		noFrom    = "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbody\r\n"
 	)
-	replyOf := func(s string) (string, bool) { return "r1-" + strings.ReplaceAll(s, "@", ".") + "@relay.example.com", true }
+	replyOf := func(s string) (string, bool) {
+		return "r1-" + strings.ReplaceAll(s, "@", ".") + "@relay.example.com", true
+	}
 	refuse := func(string) (string, bool) { return "", false }
 	for _, tc := range []struct {
 		name, in string
