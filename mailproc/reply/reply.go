@@ -38,7 +38,7 @@ const Prefix = "r1-"
 const MaxLocalLen = 64
 
 // MinKeyBytes is the shortest key New accepts.
-const MinKeyBytes = 16
+const MinKeyBytes = 32
 
 // DefaultMaxAge is how long a reply address is accepted when the caller
 // sets no age: 90 days, long enough to answer a mail weeks later, short

@@ -127,6 +127,10 @@ func checkAlias(a string) error {
 	return nil
 }
 
+// CheckSubjectTag reports whether tag can be Params.SubjectTag: printable
+// text of at most 64 bytes, without tabs or leading or trailing blanks.
+func CheckSubjectTag(tag string) error { return checkTag(tag) }
+
 // checkTag makes sure a subject tag is short printable text.
 func checkTag(tag string) error {
 	if len(tag) > 64 || !safeValue(tag) || strings.ContainsAny(tag, "\t") || strings.TrimSpace(tag) != tag {
