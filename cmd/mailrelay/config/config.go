@@ -128,7 +128,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.IntVar(&c.AWSMaxAttempts, "aws-max-attempts", awsclient.DefaultMaxAttempts, "SDK attempts per AWS call (1 or 2; the spool retries the rest)")
 	fs.BoolVar(&c.DropSpam, "drop-spam", true, "drop mail whose SES spam verdict is FAIL")
 	fs.BoolVar(&c.DropVirus, "drop-virus", true, "drop mail whose SES virus verdict is FAIL")
-	fs.BoolVar(&c.HoldUnverified, "hold-unverified", mailproc.DefaultHoldUnverified, "dead-letter (reason unverified) mail whose spam, virus or DMARC verdict is missing or PROCESSING_FAILED instead of forwarding it")
+	fs.BoolVar(&c.HoldUnverified, "hold-unverified", mailproc.DefaultHoldUnverified, "dead-letter (reason unverified) mail whose verdict is missing or PROCESSING_FAILED for a check whose action is drop (virus, spam, DMARC, SPF, DKIM) instead of forwarding it")
 	fs.BoolVar(&c.DropDMARCReject, "drop-dmarc-reject", true, "drop mail that fails DMARC when the sender's policy is reject")
 	fs.StringVar(&c.UnknownAlias, "unknown-alias", "drop", "what to do with mail for no known alias: drop (counted) or deadletter")
 	fs.StringVar(&c.FromDisplaySuffix, "from-display-suffix", rewrite.DefaultDisplaySuffix, "appended to the original sender's name in the rewritten From")
