@@ -125,8 +125,8 @@ func TestForwardWithReplyAddress(t *testing.T) {
 	if got := msg.Header.Get("X-Original-From"); got != "alice@sender.example" {
 		t.Errorf("X-Original-From %q", got)
 	}
-	if got := msg.Header.Get("X-Original-To"); got != "shop@relay.example.com" {
-		t.Errorf("X-Original-To %q", got)
+	if got := msg.Header.Get("X-Mailrelay-Alias"); got != "shop@relay.example.com" {
+		t.Errorf("X-Mailrelay-Alias %q", got)
 	}
 	if got := messageCounts(t, e.metrics); got["forwarded/ok"] != 1 {
 		t.Errorf("counts %v", got)

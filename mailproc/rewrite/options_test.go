@@ -20,7 +20,7 @@ func header(t *testing.T, out []byte) map[string][]string {
 
 func TestReplyAddressAnnotateTag(t *testing.T) {
 	const (
-		plain     = "From: Alice <alice@example.org>\r\nTo: shop@relay.example.com\r\nSubject: Hello\r\nX-Original-From: forged@example.com\r\nx-original-to: forged@relay.example.com\r\n\r\nbody\r\n"
+		plain     = "From: Alice <alice@example.org>\r\nTo: shop@relay.example.com\r\nSubject: Hello\r\nX-Original-From: forged@example.com\r\nx-mailrelay-alias: forged@relay.example.com\r\n\r\nbody\r\n"
 		withReply = "From: Alice <alice@example.org>\r\nReply-To: Desk <desk@example.org>, other@example.org\r\nSubject: [SPAM] Hello\r\n\r\nbody\r\n"
 		noSubject = "From: bob@example.net\nMIME-Version: 1.0\nMIME-Version: 1.0\nContent-Type: text/plain\nContent-Type: text/html\nContent-Transfer-Encoding: 7bit\ncontent-transfer-encoding: base64\n\nbody\n"
 		noFrom    = "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbody\r\n"
@@ -47,9 +47,9 @@ func TestReplyAddressAnnotateTag(t *testing.T) {
 		{"reply address that is no address", plain, Params{ReplyAddress: func(string) (string, bool) { return "a b@c", true }},
 			map[string][]string{"reply-to": {`"Alice" <alice@example.org>`}}, "alice@example.org", 0},
 		{"annotate replaces forged fields", plain, Params{Annotate: true},
-			map[string][]string{"x-original-from": {"alice@example.org"}, "x-original-to": {alias}}, "", 2},
+			map[string][]string{"x-original-from": {"alice@example.org"}, "x-mailrelay-alias": {alias}}, "", 2},
 		{"annotate without From", noFrom, Params{Annotate: true, ReplyAddress: replyOf},
-			map[string][]string{"x-original-from": nil, "x-original-to": {alias}, "reply-to": nil}, "", 0},
+			map[string][]string{"x-original-from": nil, "x-mailrelay-alias": {alias}, "reply-to": nil}, "", 0},
 		{"subject tagged", plain, Params{SubjectTag: "[SPAM]"},
 			map[string][]string{"subject": {"[SPAM] Hello"}}, "", 0},
 		{"subject already tagged", withReply, Params{SubjectTag: "[spam]"},

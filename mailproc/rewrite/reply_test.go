@@ -32,7 +32,7 @@ const multipartReply = "Received: from mail.example.com (203.0.113.9) by inbound
 	"X-Originating-IP: [198.51.100.7]\r\n" +
 	"Disposition-Notification-To: bob.real@example.com\r\n" +
 	"X-Mailer: Client 1.0 for bob.real@example.com\r\n" +
-	"X-Original-To: shop@relay.example.com\r\n" +
+	"X-Mailrelay-Alias: shop@relay.example.com\r\n" +
 	"MIME-Version: 1.0\r\n" +
 	"Content-Type: multipart/alternative; boundary=\"b1\"\r\n" +
 	"\r\n" +
@@ -68,7 +68,7 @@ func TestReply(t *testing.T) {
 	for n, want := range map[string]string{
 		"from": "<" + alias + ">", "to": "<news@example.org>", "cc": `"Carol" <carol@example.net>`,
 		"subject": "Re: Hello", "message-id": "<abc@mail.example.com>", "in-reply-to": "<orig@example.org>",
-		"reply-to": "", "received": "", "x-originating-ip": "", "return-path": "", "x-mailer": "", "x-original-to": "",
+		"reply-to": "", "received": "", "x-originating-ip": "", "return-path": "", "x-mailer": "", "x-mailrelay-alias": "",
 		"disposition-notification-to": "", "mime-version": "1.0",
 	} {
 		if strings.Join(h[n], "|") != want {

@@ -90,7 +90,7 @@ const (
 	// OriginalFromHeader holds the addr-spec of the original From.
 	OriginalFromHeader = "X-Original-From"
 	// AliasHeader holds the alias the mail was sent to.
-	AliasHeader = "X-Original-To"
+	AliasHeader = "X-Mailrelay-Alias"
 )
 
 // LoopHeader names the field the relay adds to every copy it forwards, with
@@ -441,7 +441,7 @@ func classify(name []byte) uint16 {
 		return kindContentType
 	case "content-transfer-encoding":
 		return kindContentTransferEncoding
-	case "x-original-from", "x-original-to":
+	case "x-original-from", "x-mailrelay-alias":
 		return kindAnnotation
 	case "return-path", "sender", "bcc",
 		"dkim-signature", "domainkey-signature",
