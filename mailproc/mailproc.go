@@ -32,6 +32,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -71,18 +72,36 @@ type Resolver interface {
 // is open, and the workers take no new work meanwhile.
 type availability interface{ Available() bool }
 
-// Policy says which receipt verdicts drop a mail and what else to do.
+// Policy says what the receipt verdicts do to a mail and what else to do.
+//
+// Each check has an Action (forward, tag or drop) for mail whose verdict is
+// FAIL (for DMARC: FAIL with the sender's policy reject, or quarantine).
+// An Action left ActionDefault is, for virus, spam and DMARC reject, drop
+// when the matching Drop* is on and forward when it is off (the operator
+// flags --drop-virus, --drop-spam, --drop-dmarc-reject keep their meaning);
+// for DMARC quarantine tag; for SPF and DKIM forward. The first check that
+// drops (in the order virus, spam, DMARC reject, DMARC quarantine, SPF,
+// DKIM) decides; tagged mail gets SubjectTag once.
 type Policy struct {
-	DropSpam          bool
-	DropVirus         bool
-	DropDMARCReject   bool
+	DropSpam              bool
+	DropVirus             bool
+	DropDMARCReject       bool
+	VirusAction           Action
+	SpamAction            Action
+	DMARCRejectAction     Action
+	DMARCQuarantineAction Action
+	SPFAction             Action
+	DKIMAction            Action
+	// SubjectTag is put in front of the Subject of tagged mail
+	// (DefaultSubjectTag when empty).
+	SubjectTag        string
 	DeadLetterUnknown bool // dead-letter mail with no known recipient instead of dropping it
 	DeleteObjects     bool // delete the S3 object once a mail is finished
 	MaxMessageBytes   int64
 	DisplaySuffix     string
 	// HoldUnverified dead-letters (reason unverified) a mail whose spam,
-	// virus or DMARC verdict is PROCESSING_FAILED while the matching Drop*
-	// is on, instead of forwarding it: the check the policy relies on was
+	// virus, DMARC, SPF or DKIM verdict is PROCESSING_FAILED while the
+	// check's action is drop, instead of forwarding it: the check the policy relies on was
 	// not done. Reconcile marks every verdict of the mail it hands over so
 	// (it cannot know them); SES does when a check failed. Default
 	// DefaultHoldUnverified.
@@ -113,6 +132,11 @@ type Config struct {
 	Sender  Sender
 	Aliases Resolver
 	Policy  Policy
+	// Replies, when not nil, makes reply addresses: the Reply-To of every
+	// forwarded copy, and mail to one is a reply (see replies.go). Nil:
+	// Reply-To is the original sender and reply addresses are not
+	// recognised.
+	Replies *reply.Codec
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration

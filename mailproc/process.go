@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/rewrite"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
@@ -32,14 +33,22 @@ type result struct {
 	err     error
 }
 
-// group is one copy to send: an alias and where it forwards.
+// group is one copy to send: an alias and where it forwards; for a reply
+// (replies.go), from the alias to the original sender.
 type group struct {
 	alias     string
 	forwardTo []string
+	replyFrom string // the destination that wrote the reply; "" for a forward
 }
 
 // key identifies the copy in the spool's sent-record.
-func (g group) key() string { return g.alias + ">" + strings.Join(g.forwardTo, ",") }
+func (g group) key() string {
+	k := g.alias + ">" + strings.Join(g.forwardTo, ",")
+	if g.replyFrom != "" {
+		k = "reply:" + k
+	}
+	return k
+}
 
 var errUnavailable = errors.New("a dependency's circuit breaker is open")
 
@@ -71,7 +80,8 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
-	if reason := p.verdict(n); reason != "" {
+	reason, tags := p.verdict(n)
+	if reason != "" {
 		p.cleanup(ctx, n, log)
 		res.outcome, res.reason = telemetry.MsgDropped, reason
 		return res
@@ -89,7 +99,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
-	groups, dropped, err := p.route(ctx, n.Receipt.Recipients)
+	groups, dropped, err := p.route(ctx, n.Receipt.Recipients, n.Mail.Source)
 	if err != nil {
 		res.err = err
 		return res
@@ -115,7 +125,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	// object would otherwise dead-letter mail that was forwarded).
 	if allSent(groups, e.Sent) {
 		p.cleanup(ctx, n, log)
-		res.outcome, res.reason = telemetry.MsgForwarded, failure.ReasonOK
+		res.outcome, res.reason = telemetry.MsgForwarded, forwardReason(groups, tags)
 		return res
 	}
 
@@ -170,11 +180,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			continue // sent by an earlier attempt
 		}
 		buf.Reset()
-		if _, err := rewrite.Rewrite(buf, bytes.NewReader(raw), rewrite.Params{
-			Alias:         g.alias,
-			DisplaySuffix: p.cfg.Policy.DisplaySuffix,
-			LoopMarker:    loopMarker(g.alias),
-		}); err != nil {
+		if err := p.rewriteCopy(buf, raw, g, tags, log); err != nil {
 			res.err = err
 			return res
 		}
@@ -194,7 +200,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		}
 	}
 	p.cleanup(ctx, n, log)
-	res.outcome, res.reason = telemetry.MsgForwarded, failure.ReasonOK
+	res.outcome, res.reason = telemetry.MsgForwarded, forwardReason(groups, tags)
 	return res
 }
 
@@ -206,39 +212,6 @@ func allSent(groups []group, sent map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// verdict returns a drop reason per the policy, or "".
-func (p *Pool) verdict(n *sesnotify.Notification) failure.Reason {
-	r := n.Receipt
-	pol := p.cfg.Policy
-	switch {
-	case pol.DropVirus && strings.EqualFold(r.VirusVerdict.Status, "FAIL"):
-		return failure.ReasonVirus
-	case pol.DropSpam && strings.EqualFold(r.SpamVerdict.Status, "FAIL"):
-		return failure.ReasonSpam
-	case pol.DropDMARCReject && strings.EqualFold(r.DMARCVerdict.Status, "FAIL") && strings.EqualFold(r.DMARCPolicy, "reject"):
-		return failure.ReasonDMARCReject
-	}
-	return ""
-}
-
-// unverified names the first check the policy relies on whose verdict is
-// PROCESSING_FAILED (SES could not run it; reconcile sets every verdict so,
-// as it cannot know them), or "".
-func (p *Pool) unverified(n *sesnotify.Notification) string {
-	r := n.Receipt
-	pol := p.cfg.Policy
-	failed := func(v sesnotify.Verdict) bool { return strings.EqualFold(v.Status, sesnotify.StatusProcessingFail) }
-	switch {
-	case pol.DropVirus && failed(r.VirusVerdict):
-		return "virus"
-	case pol.DropSpam && failed(r.SpamVerdict):
-		return "spam"
-	case pol.DropDMARCReject && failed(r.DMARCVerdict):
-		return "DMARC"
-	}
-	return ""
 }
 
 // nullSource reports whether the notification says the envelope sender was
@@ -294,12 +267,15 @@ func loopReason(raw []byte, groups []group) (failure.Reason, error) {
 	return "", nil
 }
 
-// allInvalid reports whether every dropped recipient was invalid (and
-// there was one): such mail can never be forwarded, so it is dropped even
-// under Policy.DeadLetterUnknown, whose dead letters wait for an alias.
+// allInvalid reports whether every dropped recipient was invalid or a
+// refused reply (and there was one): such mail can never be forwarded, so it
+// is dropped even under Policy.DeadLetterUnknown, whose dead letters wait
+// for an alias.
 func allInvalid(dropped []failure.Reason) bool {
 	for _, r := range dropped {
-		if r != failure.ReasonInvalidRecipient {
+		switch r {
+		case failure.ReasonInvalidRecipient, failure.ReasonReplyInvalid, failure.ReasonReplyExpired, failure.ReasonReplyNotAllowed:
+		default:
 			return false
 		}
 	}
@@ -328,12 +304,27 @@ func validAddress(a string) bool {
 	return err == nil && addr.Name == "" && addr.Address == a
 }
 
-// route resolves each recipient and groups them into copies, one per alias.
-func (p *Pool) route(ctx context.Context, recipients []string) ([]group, []failure.Reason, error) {
+// route resolves each recipient and groups them into copies, one per alias;
+// a reply address (with replies on) is resolved by routeReply, source being
+// the envelope sender.
+func (p *Pool) route(ctx context.Context, recipients []string, source string) ([]group, []failure.Reason, error) {
 	var groups []group
 	var dropped []failure.Reason
 	seen := map[string]bool{}
 	for _, rcpt := range recipients {
+		if p.cfg.Replies != nil && reply.Looks(rcpt) {
+			g, reason, err := p.routeReply(ctx, rcpt, source)
+			switch {
+			case err != nil:
+				return nil, nil, err
+			case reason != "":
+				dropped = append(dropped, reason)
+			case !seen[g.key()]:
+				seen[g.key()] = true
+				groups = append(groups, g)
+			}
+			continue
+		}
 		r, err := p.cfg.Aliases.Resolve(ctx, rcpt)
 		switch {
 		case errors.Is(err, aliases.ErrNotOurDomain):

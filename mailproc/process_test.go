@@ -166,10 +166,10 @@ func TestHandle(t *testing.T) {
 			counts: map[string]float64{"forwarded/ok": 1},
 		},
 		{
-			name:    "DMARC FAIL with policy quarantine, spam GRAY forwarded (file as received)",
+			name:    "DMARC FAIL with policy quarantine tagged, spam GRAY forwarded (file as received)",
 			payload: notification(t, "received_s3.json", nil),
 			settle:  "complete", copies: []copyWant{shopCopy}, gets: 1, deletes: 1,
-			counts: map[string]float64{"forwarded/ok": 1},
+			counts: map[string]float64{"forwarded/dmarc_quarantine": 1},
 		},
 		{
 			name:    "spam FAIL forwarded when DropSpam is off",

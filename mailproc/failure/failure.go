@@ -43,10 +43,14 @@ func (c Class) String() string {
 //	                         alias_lookup, spool_write, shutdown, panic,
 //	                         breaker_open, retries_exhausted,
 //	                         unverified, invalid_recipient
-//	drops (mailproc):        spam, virus, dmarc_reject, not_our_domain,
+//	drops (mailproc):        spam, virus, dmarc_reject, dmarc_quarantine,
+//	                         spf, dkim, not_our_domain,
 //	                         unknown_alias, no_recipient, invalid_recipient,
 //	                         empty_sender, auto_submitted,
-//	                         delivery_report, loop; forwarded: ok
+//	                         delivery_report, loop, reply_not_allowed,
+//	                         reply_invalid, reply_expired;
+//	                         forwarded: ok, reply, or the verdict a tagged
+//	                         mail was tagged for (spam, virus, ...)
 //	mail (rewrite):          malformed_mail, message_too_large,
 //	                         invalid_recipient
 //	AWS calls (awsclient):   breaker_open, s3_not_found, ses_rejected,
@@ -96,9 +100,26 @@ const (
 
 // Reasons of mail finished without failure: the drops, and forwarded.
 const (
-	ReasonSpam         Reason = "spam"
-	ReasonVirus        Reason = "virus"
-	ReasonDMARCReject  Reason = "dmarc_reject"
+	ReasonSpam        Reason = "spam"
+	ReasonVirus       Reason = "virus"
+	ReasonDMARCReject Reason = "dmarc_reject"
+	// ReasonDMARCQuarantine: DMARC failed and the sender's policy is
+	// quarantine.
+	ReasonDMARCQuarantine Reason = "dmarc_quarantine"
+	// ReasonSPF, ReasonDKIM: the SPF or DKIM verdict is FAIL.
+	ReasonSPF  Reason = "spf"
+	ReasonDKIM Reason = "dkim"
+	// ReasonReply: forwarded, a reply through a reply address.
+	ReasonReply Reason = "reply"
+	// ReasonReplyNotAllowed: mail to a reply address from an envelope
+	// sender that is not a destination of its alias (or the alias is gone).
+	ReasonReplyNotAllowed Reason = "reply_not_allowed"
+	// ReasonReplyInvalid: mail to an address shaped like a reply address
+	// whose tag does not verify (forged or altered) or whose replies are
+	// off (no reply key).
+	ReasonReplyInvalid Reason = "reply_invalid"
+	// ReasonReplyExpired: a reply address older than the maximum age.
+	ReasonReplyExpired Reason = "reply_expired"
 	ReasonNotOurDomain Reason = "not_our_domain"
 	ReasonNoRecipient  Reason = "no_recipient"
 	ReasonOK           Reason = "ok"

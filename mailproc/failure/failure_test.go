@@ -59,6 +59,13 @@ func TestReasonValues(t *testing.T) {
 		ReasonAutoSubmitted:         "auto_submitted",
 		ReasonDeliveryReport:        "delivery_report",
 		ReasonLoop:                  "loop",
+		ReasonDMARCQuarantine:       "dmarc_quarantine",
+		ReasonSPF:                   "spf",
+		ReasonDKIM:                  "dkim",
+		ReasonReply:                 "reply",
+		ReasonReplyNotAllowed:       "reply_not_allowed",
+		ReasonReplyInvalid:          "reply_invalid",
+		ReasonReplyExpired:          "reply_expired",
 	} {
 		if string(r) != want {
 			t.Errorf("%q, want %q", r, want)

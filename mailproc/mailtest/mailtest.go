@@ -11,6 +11,9 @@
 //     "malformed" have a header block no parser accepts (SetEdge).
 //   - mail/shapes/: ordinary mail in the shapes mail clients send
 //     (charsets, transfer encodings, attachments, calendars, ...) (SetShapes).
+//   - mail/public/: real mails from a public corpus, with their source and
+//     licence in mail/public/SOURCE.md (SetPublic): spam whose header carries
+//     MIME-Version twice.
 //
 // Accessors return copies: a test may change what it gets. A name that is
 // not a fixture panics (a typo in a test).
@@ -31,12 +34,13 @@ var files embed.FS
 const (
 	SetEdge   = "edge"
 	SetShapes = "shapes"
+	SetPublic = "public"
 )
 
 // Fixture is one mail of the corpus.
 type Fixture struct {
 	Name string // file name, e.g. "plain.eml"; unique across sets
-	Set  string // SetEdge or SetShapes
+	Set  string // SetEdge, SetShapes or SetPublic
 	Raw  []byte // the mail as stored in S3
 }
 
@@ -56,7 +60,7 @@ func ReceivedMail() []byte { return read("ses/mail.eml") }
 
 // Mail returns the corpus mail named name, from either set.
 func Mail(name string) []byte {
-	for _, set := range []string{SetEdge, SetShapes} {
+	for _, set := range []string{SetEdge, SetShapes, SetPublic} {
 		if b, err := files.ReadFile(path.Join("mail", set, name)); err == nil {
 			return b
 		}
@@ -68,7 +72,7 @@ func Mail(name string) []byte {
 // by name.
 func Corpus(sets ...string) []Fixture {
 	if len(sets) == 0 {
-		sets = []string{SetEdge, SetShapes}
+		sets = []string{SetEdge, SetShapes, SetPublic}
 	}
 	var out []Fixture
 	for _, set := range sets {

@@ -14,9 +14,9 @@ func TestFixtures(t *testing.T) {
 	if len(ReceivedMail()) == 0 {
 		t.Error("no inline mail")
 	}
-	all, edge, shapes := Corpus(), Corpus(SetEdge), Corpus(SetShapes)
-	if len(edge) < 12 || len(shapes) < 12 || len(all) != len(edge)+len(shapes) {
-		t.Fatalf("corpus: %d mails (%d edge, %d shapes)", len(all), len(edge), len(shapes))
+	all, edge, shapes, public := Corpus(), Corpus(SetEdge), Corpus(SetShapes), Corpus(SetPublic)
+	if len(edge) < 12 || len(shapes) < 12 || len(public) != 5 || len(all) != len(edge)+len(shapes)+len(public) {
+		t.Fatalf("corpus: %d mails (%d edge, %d shapes, %d public)", len(all), len(edge), len(shapes), len(public))
 	}
 	seen := map[string]bool{}
 	malformed := 0

@@ -2,11 +2,16 @@
 //
 // The contract: From becomes the alias address on the relay domain, with a
 // display name that shows the original sender; Reply-To lets the recipient
-// answer the original sender; To/Cc/Subject/Date and the threading headers
-// are kept; Return-Path, Sender, DKIM-Signature, read-receipt requests and
-// duplicates of single-instance headers are removed; a bare CR in a kept
-// field becomes a space; a loop marker (LoopHeader) is added; the body (every
-// MIME part) is passed through byte for byte.
+// answer the original sender, through a reply address when the caller makes
+// one (Params.ReplyAddress); To/Cc/Subject/Date and the threading headers
+// are kept (the Subject optionally tagged, Params.SubjectTag); Return-Path,
+// Sender, DKIM-Signature, read-receipt requests and duplicates of
+// single-instance headers (MIME-Version and the Content-* fields included:
+// SES refuses to send mail that has them) are removed; a bare CR in a kept
+// field becomes a space; a loop marker (LoopHeader) and, with
+// Params.Annotate, the original From address and the alias
+// (OriginalFromHeader, AliasHeader) are added; the body (every MIME part) is
+// passed through byte for byte.
 //
 // Only the header block is parsed. It is split into raw fields that keep
 // their exact bytes (folding, whitespace, line endings), so every field that
@@ -63,7 +68,30 @@ type Params struct {
 	// field at the top of the copy (see LoopHeader). It must be a plain
 	// token: printable ASCII without blanks, at most 255 bytes.
 	LoopMarker string
+	// ReplyAddress, when not nil, is asked for the address through which
+	// the destination answers sender (the first address of the original
+	// Reply-To, else of the original From). When it answers ok, Reply-To
+	// is that address (with the From display name) and the original
+	// Reply-To is not written; otherwise Reply-To is as without it.
+	ReplyAddress func(sender string) (address string, ok bool)
+	// Annotate writes OriginalFromHeader (the original From address, when
+	// it parses) and AliasHeader (Alias) at the top of the copy; fields of
+	// those names in the input are removed, so that a sender cannot set
+	// them.
+	Annotate bool
+	// SubjectTag, when not empty, is put in front of the Subject (one
+	// Subject is made when there is none), unless the Subject already
+	// starts with it. It must be printable text of at most 64 bytes.
+	SubjectTag string
 }
+
+// Fields written with Params.Annotate, so that users can filter on them.
+const (
+	// OriginalFromHeader holds the addr-spec of the original From.
+	OriginalFromHeader = "X-Original-From"
+	// AliasHeader holds the alias the mail was sent to.
+	AliasHeader = "X-Mailrelay-Alias"
+)
 
 // LoopHeader names the field the relay adds to every copy it forwards, with
 // Params.LoopMarker as its value (the relay uses the alias's domain,
@@ -88,8 +116,12 @@ type Result struct {
 	// "" when there is none.
 	ReplyTo string
 	// ReplyToKept is true when ReplyTo is the original message's Reply-To
-	// field, false when it was made from the original From.
+	// field, false when it was made from the original From or is a reply
+	// address.
 	ReplyToKept bool
+	// ReplySender is the address given to Params.ReplyAddress ("" when it
+	// was not asked), ReplyAddress what it answered when ok.
+	ReplySender, ReplyAddress string
 	// Removed counts the header fields dropped (the replaced From not
 	// counted).
 	Removed int
@@ -125,7 +157,12 @@ type Result struct {
 //     destination's mail client would go from its real address to the
 //     sender, revealing what the alias hides); fields with an empty name;
 //     and every occurrence after the first of Date, From, Reply-To, To, Cc,
-//     Message-ID, In-Reply-To, References and Subject (RFC 5322 3.6).
+//     Message-ID, In-Reply-To, References and Subject (RFC 5322 3.6), and of
+//     MIME-Version, Content-Type and Content-Transfer-Encoding (RFC 2045);
+//     with Params.Annotate, OriginalFromHeader and AliasHeader.
+//   - With Params.ReplyAddress, Reply-To is the reply address it gives (see
+//     Params.ReplyAddress).
+//   - With Params.SubjectTag, the first Subject starts with the tag.
 //   - Line breaks are neutralised in every field that is kept (repaired,
 //     not dropped, so no information is lost): a bare CR (one not followed
 //     by LF) becomes a space, since some readers take it for a line break
@@ -136,7 +173,7 @@ type Result struct {
 //     if it had to be, as a field of its own).
 //   - Every other field is written byte-identical, in its original order.
 //   - With Params.LoopMarker set, "X-Mailrelay-Loop: <marker>" (LoopHeader)
-//     is written first.
+//     is written first, then the annotations.
 //
 // New fields use the line ending of the input's first header line. The
 // header separator and everything after it are copied unchanged.
@@ -151,6 +188,9 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 		return Result{}, err
 	}
 	if err := checkMarker(p.LoopMarker); err != nil {
+		return Result{}, err
+	}
+	if err := checkTag(p.SubjectTag); err != nil {
 		return Result{}, err
 	}
 	suffix := p.DisplaySuffix
@@ -176,7 +216,7 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 	}
 
 	var res Result
-	out := st.edit(&res, p.Alias, suffix, p.LoopMarker)
+	out := st.edit(&res, p, suffix)
 	st.out = out
 	n, err := dst.Write(out)
 	res.HeaderBytes = int64(n)
@@ -218,6 +258,8 @@ const (
 	keep action = iota
 	drop
 	replaceFrom // the first From: replaced by the new From (and Reply-To)
+	tagSubject  // the first Subject, written with Params.SubjectTag in front
+	replaced    // the original Reply-To, replaced by a reply address (not counted as removed)
 )
 
 // state is the per-call scratch space, pooled: the bufio.Reader and byte
@@ -345,9 +387,14 @@ const (
 	kindInReplyTo
 	kindReferences
 	kindSubject
+	kindMIMEVersion
+	kindContentType
+	kindContentTransferEncoding
+	kindAnnotation // OriginalFromHeader, AliasHeader: dropped when annotating
 )
 
-const singleKinds = kindFrom | kindReplyTo | kindDate | kindTo | kindCc | kindMessageID | kindInReplyTo | kindReferences | kindSubject
+const singleKinds = kindFrom | kindReplyTo | kindDate | kindTo | kindCc | kindMessageID | kindInReplyTo | kindReferences | kindSubject |
+	kindMIMEVersion | kindContentType | kindContentTransferEncoding
 
 // classify maps a field name to its kind, case-insensitively and without
 // allocating.
@@ -388,6 +435,14 @@ func classify(name []byte) uint16 {
 		return kindReferences
 	case "subject":
 		return kindSubject
+	case "mime-version":
+		return kindMIMEVersion
+	case "content-type":
+		return kindContentType
+	case "content-transfer-encoding":
+		return kindContentTransferEncoding
+	case "x-original-from", "x-mailrelay-alias":
+		return kindAnnotation
 	case "return-path", "sender", "bcc",
 		"dkim-signature", "domainkey-signature",
 		"arc-seal", "arc-message-signature", "arc-authentication-results",
@@ -432,14 +487,14 @@ func (st *state) value(f field) string {
 }
 
 // edit decides the fate of every field and returns the new header block.
-func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
+func (st *state) edit(res *Result, p Params, suffix string) []byte {
 	var seen uint16
-	fromIdx, replyToIdx := -1, -1
+	fromIdx, replyToIdx, subjectIdx := -1, -1, -1
 	for i := range st.fields {
 		f := &st.fields[i]
 		k := classify(st.hdr[f.start : f.start+f.nameLen])
 		switch {
-		case k == kindDrop:
+		case k == kindDrop, k == kindAnnotation && p.Annotate:
 			f.action = drop
 		case k&singleKinds != 0 && seen&k != 0:
 			f.action = drop
@@ -447,6 +502,8 @@ func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 			f.action, fromIdx = replaceFrom, i
 		case k == kindReplyTo:
 			f.action, replyToIdx = keep, i
+		case k == kindSubject && p.SubjectTag != "":
+			f.action, subjectIdx = tagSubject, i
 		default:
 			f.action = keep
 		}
@@ -480,7 +537,7 @@ func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 	}
 
 	display := sanitize(res.OriginalName+suffix, 0)
-	res.From = formatAddress(display, alias)
+	res.From = formatAddress(display, p.Alias)
 	if replyToIdx >= 0 {
 		res.ReplyTo = st.value(st.fields[replyToIdx])
 		res.ReplyToKept = true
@@ -490,10 +547,19 @@ func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 			res.ReplyTo = "" // cannot happen with formatAddress; never write it if it does
 		}
 	}
+	if p.ReplyAddress != nil {
+		st.replyThrough(res, p.ReplyAddress, replyToIdx, display)
+	}
 
 	out := st.out[:0]
-	if marker != "" {
-		out = appendField(out, LoopHeader, marker, eol)
+	if p.LoopMarker != "" {
+		out = appendField(out, LoopHeader, p.LoopMarker, eol)
+	}
+	if p.Annotate {
+		if res.OriginalFrom != "" && safeValue(res.OriginalFrom) && len(res.OriginalFrom) <= 320 {
+			out = appendField(out, OriginalFromHeader, res.OriginalFrom, eol)
+		}
+		out = appendField(out, AliasHeader, p.Alias, eol)
 	}
 	crlf := eol == "\r\n"
 	added := false
@@ -504,15 +570,31 @@ func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 		}
 		added = true
 	}
+	appendKept := func(raw []byte) {
+		if needsRepair(raw, crlf) {
+			out = appendRepaired(out, raw, crlf)
+			res.Repaired++
+		} else {
+			out = append(out, raw...)
+		}
+	}
 	for _, f := range st.fields {
 		switch f.action {
 		case keep:
-			raw := st.hdr[f.start:f.end]
-			if needsRepair(raw, crlf) {
-				out = appendRepaired(out, raw, crlf)
-				res.Repaired++
+			appendKept(st.hdr[f.start:f.end])
+		case tagSubject:
+			if v := st.hdr[f.colon+1 : f.end]; hasTag(st.value(f), p.SubjectTag) {
+				appendKept(st.hdr[f.start:f.end])
 			} else {
-				out = append(out, raw...)
+				out = append(out, "Subject: "+p.SubjectTag...)
+				if len(v) > 0 && v[0] != ' ' && v[0] != '\t' {
+					out = append(out, ' ')
+				}
+				n := len(out)
+				appendKept(v) // repaired like any kept field
+				if n == len(out) {
+					out = append(out, eol...) // cannot happen: v ends in a line break
+				}
 			}
 		case replaceFrom:
 			addNew()
@@ -521,123 +603,44 @@ func (st *state) edit(res *Result, alias, suffix, marker string) []byte {
 	if !added {
 		addNew()
 	}
+	if p.SubjectTag != "" && subjectIdx < 0 {
+		out = appendField(out, "Subject", p.SubjectTag, eol)
+	}
 	return append(out, st.hdr[st.sep:]...)
 }
 
-// formatList formats addresses for a Reply-To, names sanitised.
-func formatList(addrs []*mail.Address) string {
-	var b strings.Builder
-	for i, a := range addrs {
-		if i > 0 {
-			b.WriteString(", ")
+// replyThrough makes Reply-To the reply address of the original reply
+// target (first of the original Reply-To, else of From), when ask gives one.
+func (st *state) replyThrough(res *Result, ask func(string) (string, bool), replyToIdx int, display string) {
+	var target string
+	if replyToIdx >= 0 {
+		if addrs, err := parseMailboxes(st.value(st.fields[replyToIdx])); err == nil && len(addrs) > 0 {
+			target = addrs[0].Address
 		}
-		b.WriteString(formatAddress(sanitize(a.Name, maxNameRunes), a.Address))
 	}
-	return b.String()
+	if target == "" {
+		target = res.OriginalFrom
+	}
+	if target == "" {
+		return
+	}
+	res.ReplySender = target
+	addr, ok := ask(target)
+	if !ok || checkAlias(addr) != nil {
+		return
+	}
+	v := formatAddress(display, addr)
+	if !safeValue(v) {
+		return
+	}
+	res.ReplyAddress, res.ReplyTo, res.ReplyToKept = addr, v, false
+	if replyToIdx >= 0 {
+		st.fields[replyToIdx].action = replaced
+	}
 }
 
-// safeValue reports whether v can be written as a field value: no line
-// breaks, NUL or other control characters except tab.
-func safeValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// appendField appends "name: value" followed by eol, folded so that lines
-// stay within foldAt characters where possible. It folds only at a single
-// space outside quoted strings, replacing it by eol+space, so unfolding gives
-// back value and display names stay on one line.
-func appendField(out []byte, name, value, eol string) []byte {
-	out = append(out, name...)
-	out = append(out, ": "...)
-	lineLen := len(name) + 2
-	emit := func(chunk string) {
-		if chunk != "" && chunk[0] == ' ' && lineLen+len(chunk) > foldAt {
-			out = append(out, eol...)
-			lineLen = 0
-		}
-		out = append(out, chunk...)
-		lineLen += len(chunk)
-	}
-	inQuote := false
-	last := 0
-	for i := 0; i < len(value); i++ {
-		switch c := value[i]; {
-		case inQuote && c == '\\':
-			i++ // quoted pair
-		case c == '"':
-			inQuote = !inQuote
-		case c == ' ' && !inQuote && i > last && value[i-1] != ' ':
-			emit(value[last:i])
-			last = i
-		}
-	}
-	emit(value[last:])
-	return append(out, eol...)
-}
-
-// needsRepair reports whether the raw field f holds a bare CR, or, when the
-// header uses CRLF, a line ending in a bare LF.
-func needsRepair(f []byte, crlf bool) bool {
-	for i, c := range f {
-		switch {
-		case c == '\r' && (i+1 == len(f) || f[i+1] != '\n'):
-			return true
-		case c == '\n' && crlf && (i == 0 || f[i-1] != '\r'):
-			return true
-		}
-	}
-	return false
-}
-
-// appendRepaired appends the raw field f with every bare CR made a space
-// and, when crlf, every bare LF made CRLF.
-func appendRepaired(out, f []byte, crlf bool) []byte {
-	for i, c := range f {
-		switch {
-		case c == '\r' && (i+1 == len(f) || f[i+1] != '\n'):
-			out = append(out, ' ')
-		case c == '\n' && crlf && (i == 0 || f[i-1] != '\r'):
-			out = append(out, '\r', '\n')
-		default:
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// checkMarker makes sure a loop marker is a token that cannot inject
-// anything or need folding.
-func checkMarker(m string) error {
-	if len(m) > 255 {
-		return fmt.Errorf("rewrite: loop marker of %d bytes", len(m))
-	}
-	for i := 0; i < len(m); i++ {
-		if c := m[i]; c <= ' ' || c > '~' {
-			return fmt.Errorf("rewrite: invalid loop marker %q", m)
-		}
-	}
-	return nil
-}
-
-// checkAlias makes sure the alias is a plain addr-spec that cannot inject
-// anything into the From field. An alias that is not is a permanent
-// failure (failure.ReasonInvalidRecipient): it comes from the recipient,
-// and retrying cannot make it valid.
-func checkAlias(a string) error {
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 {
-		return failure.Permanent(failure.ReasonInvalidRecipient, fmt.Errorf("rewrite: invalid alias address %q", a))
-	}
-	for i := 0; i < len(a); i++ {
-		c := a[i]
-		if c <= ' ' || c > '~' || strings.IndexByte(`()<>[]:;\,"`, c) >= 0 {
-			return failure.Permanent(failure.ReasonInvalidRecipient, fmt.Errorf("rewrite: invalid alias address %q", a))
-		}
-	}
-	return nil
+// hasTag reports whether the subject already starts with tag (a reply to
+// tagged mail, or mail tagged upstream).
+func hasTag(subject, tag string) bool {
+	return len(subject) >= len(tag) && strings.EqualFold(subject[:len(tag)], tag)
 }

@@ -62,7 +62,7 @@ func fieldName(f []byte) string {
 var removedAlways = []string{"return-path", "sender", "bcc", "dkim-signature", "domainkey-signature", "arc-seal", "arc-message-signature", "arc-authentication-results",
 	"disposition-notification-to", "return-receipt-to", "x-confirm-reading-to"}
 
-var single = []string{"date", "from", "reply-to", "to", "cc", "message-id", "in-reply-to", "references", "subject"}
+var single = []string{"date", "from", "reply-to", "to", "cc", "message-id", "in-reply-to", "references", "subject", "mime-version", "content-type", "content-transfer-encoding"}
 
 // refRepair is the reference for the line-break repair of a kept field:
 // a CR not followed by LF becomes a space; in a CRLF header an LF not

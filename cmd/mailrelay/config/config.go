@@ -24,6 +24,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/mailproc"
 	"github.com/mailrelay/mailrelay/mailproc/pgqueue"
+	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/rewrite"
 )
 
@@ -63,6 +64,22 @@ type Config struct {
 	HoldUnverified    bool
 	UnknownAlias      string // "drop" or "deadletter"
 	FromDisplaySuffix string
+
+	// Verdict actions (forward, tag, drop; "" for virus, spam and DMARC
+	// reject: the matching Drop* decides) and the tag of tagged mail.
+	VirusAction           string
+	SpamAction            string
+	DMARCRejectAction     string
+	DMARCQuarantineAction string
+	SPFAction             string
+	DKIMAction            string
+	SubjectTag            string
+
+	// Reply addresses: the key (empty: off), the previous key accepted
+	// during a rotation, and how long a reply address is accepted.
+	ReplyKey         string
+	ReplyKeyPrevious string
+	ReplyMaxAge      time.Duration
 
 	RetryMin    time.Duration
 	RetryMax    time.Duration
@@ -145,10 +162,20 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.IntVar(&c.AWSMaxAttempts, "aws-max-attempts", awsclient.DefaultMaxAttempts, "SDK attempts per AWS call (1 or 2; the spool retries the rest)")
 	fs.BoolVar(&c.DropSpam, "drop-spam", true, "drop mail whose SES spam verdict is FAIL")
 	fs.BoolVar(&c.DropVirus, "drop-virus", true, "drop mail whose SES virus verdict is FAIL")
-	fs.BoolVar(&c.HoldUnverified, "hold-unverified", mailproc.DefaultHoldUnverified, "dead-letter (reason unverified) mail whose spam, virus or DMARC verdict is missing or PROCESSING_FAILED instead of forwarding it")
+	fs.BoolVar(&c.HoldUnverified, "hold-unverified", mailproc.DefaultHoldUnverified, "dead-letter (reason unverified) mail whose verdict is missing or PROCESSING_FAILED for a check whose action is drop (virus, spam, DMARC, SPF, DKIM) instead of forwarding it")
 	fs.BoolVar(&c.DropDMARCReject, "drop-dmarc-reject", true, "drop mail that fails DMARC when the sender's policy is reject")
 	fs.StringVar(&c.UnknownAlias, "unknown-alias", "drop", "what to do with mail for no known alias: drop (counted) or deadletter")
 	fs.StringVar(&c.FromDisplaySuffix, "from-display-suffix", rewrite.DefaultDisplaySuffix, "appended to the original sender's name in the rewritten From")
+	fs.StringVar(&c.VirusAction, "virus-action", "", "forward, tag or drop mail whose virus verdict is FAIL (empty: drop, or forward with --drop-virus=false)")
+	fs.StringVar(&c.SpamAction, "spam-action", "", "forward, tag or drop mail whose spam verdict is FAIL (empty: drop, or forward with --drop-spam=false)")
+	fs.StringVar(&c.DMARCRejectAction, "dmarc-reject-action", "", "forward, tag or drop mail that fails DMARC when the sender's policy is reject (empty: drop, or forward with --drop-dmarc-reject=false)")
+	fs.StringVar(&c.DMARCQuarantineAction, "dmarc-quarantine-action", string(mailproc.ActionTag), "forward, tag or drop mail that fails DMARC when the sender's policy is quarantine")
+	fs.StringVar(&c.SPFAction, "spf-action", string(mailproc.ActionForward), "forward, tag or drop mail whose SPF verdict is FAIL")
+	fs.StringVar(&c.DKIMAction, "dkim-action", string(mailproc.ActionForward), "forward, tag or drop mail whose DKIM verdict is FAIL")
+	fs.StringVar(&c.SubjectTag, "subject-tag", mailproc.DefaultSubjectTag, "put in front of the Subject of mail tagged by a verdict action")
+	fs.StringVar(&c.ReplyKey, "reply-key", "", "secret key (at least 32 bytes) of reply addresses; empty: Reply-To is the original sender and replies through the relay are off")
+	fs.StringVar(&c.ReplyKeyPrevious, "reply-key-previous", "", "the previous --reply-key, still accepted for reply addresses during a key rotation")
+	fs.DurationVar(&c.ReplyMaxAge, "reply-max-age", reply.DefaultMaxAge, "how long a reply address is accepted after the mail that carried it was forwarded")
 	fs.DurationVar(&c.RetryMin, "retry-min", mailproc.DefaultRetryMin, "first retry delay after a transient failure")
 	fs.DurationVar(&c.RetryMax, "retry-max", mailproc.DefaultRetryMax, "largest retry delay")
 	fs.DurationVar(&c.RetryMaxAge, "retry-max-age", mailproc.DefaultRetryMaxAge, "after this long in the spool a failing message is dead-lettered")
@@ -435,6 +462,29 @@ func (c *Config) Validate() error {
 	}
 	if c.InboundMaxConns < 1 {
 		bad("inbound-max-conns", "%d: must be positive", c.InboundMaxConns)
+	}
+	for _, a := range []struct{ name, v string }{
+		{"virus-action", c.VirusAction}, {"spam-action", c.SpamAction}, {"dmarc-reject-action", c.DMARCRejectAction},
+		{"dmarc-quarantine-action", c.DMARCQuarantineAction}, {"spf-action", c.SPFAction}, {"dkim-action", c.DKIMAction},
+	} {
+		if _, err := mailproc.ParseAction(a.v); err != nil {
+			bad(a.name, "%q: want forward, tag or drop", a.v)
+		}
+	}
+	if err := rewrite.CheckSubjectTag(c.SubjectTag); err != nil {
+		bad("subject-tag", "%q: want printable text of at most 64 bytes without tabs or leading or trailing blanks", c.SubjectTag)
+	}
+	if c.ReplyKey != "" && len(c.ReplyKey) < reply.MinKeyBytes {
+		bad("reply-key", "is %d bytes: want at least %d (e.g. openssl rand -base64 32)", len(c.ReplyKey), reply.MinKeyBytes)
+	}
+	if c.ReplyKeyPrevious != "" && len(c.ReplyKeyPrevious) < reply.MinKeyBytes {
+		bad("reply-key-previous", "is %d bytes: want at least %d", len(c.ReplyKeyPrevious), reply.MinKeyBytes)
+	}
+	if c.ReplyKeyPrevious != "" && c.ReplyKey == "" {
+		bad("reply-key-previous", "is set without --reply-key / RELAY_REPLY_KEY")
+	}
+	if c.ReplyMaxAge <= 0 {
+		bad("reply-max-age", "%s: must be positive", c.ReplyMaxAge)
 	}
 	for _, d := range []struct {
 		name string

@@ -35,6 +35,9 @@ func TestLoadPrecedence(t *testing.T) {
 	if c.SpoolDir != "/var/spool/relay" || c.RetryMin != time.Second || c.DropSpam {
 		t.Errorf("env not applied: %+v", c)
 	}
+	if c.SpamAction != "" || c.DMARCQuarantineAction != "tag" || c.SPFAction != "forward" || c.SubjectTag != "[SPAM]" || c.ReplyKey != "" || c.ReplyMaxAge != 90*24*time.Hour {
+		t.Errorf("verdict or reply defaults changed: %+v", c)
+	}
 	if c.Listen != "127.0.0.1:8080" || c.HealthListen != "127.0.0.1:8081" {
 		t.Errorf("contract defaults changed: %s %s", c.Listen, c.HealthListen)
 	}
@@ -55,6 +58,12 @@ func TestLoadErrors(t *testing.T) {
 		{"not an arn", []string{"--sns-topic-arns", "inbound"}, nil, "not an ARN"},
 		{"unknown flag", []string{"--nope"}, nil, "nope"},
 		{"stray arg", []string{"--sns-topic-arns", topic, "extra"}, nil, "unexpected"},
+		{"bad action", []string{"--spam-action", "bounce"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--spam-action"},
+		{"bad env action", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_DKIM_ACTION": "reject"}, "--dkim-action"},
+		{"bad subject tag", []string{"--subject-tag", " [X]"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--subject-tag"},
+		{"short reply key", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY": "secret"}, "RELAY_REPLY_KEY"},
+		{"previous key alone", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY_PREVIOUS": strings.Repeat("k", 32)}, "without --reply-key"},
+		{"reply max age", []string{"--reply-max-age", "0s"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--reply-max-age"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/sqsintake"
 	"github.com/mailrelay/mailrelay/mailproc"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -333,21 +334,41 @@ func (r *run) intake(s queue) (*inbound.Handler, *sns.Verifier, error) {
 // their own, cancelled only once the drain is over.
 func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awsclient.Clients) error {
 	cfg := r.cfg
+	var replies *reply.Codec
+	if cfg.ReplyKey != "" {
+		c, err := reply.New([]byte(cfg.ReplyKey), []byte(cfg.ReplyKeyPrevious), cfg.ReplyMaxAge)
+		if err != nil {
+			return err
+		}
+		replies = c
+	}
+	action := func(s string) mailproc.Action {
+		a, _ := mailproc.ParseAction(s) // checked by config.Validate
+		return a
+	}
 	pool, err := mailproc.New(mailproc.Config{
 		Workers: cfg.Workers,
 		Queue:   q,
 		Objects: clients.S3,
 		Sender:  clients.SES,
 		Aliases: r.aliases,
+		Replies: replies,
 		Policy: mailproc.Policy{
-			DropSpam:          cfg.DropSpam,
-			DropVirus:         cfg.DropVirus,
-			DropDMARCReject:   cfg.DropDMARCReject,
-			HoldUnverified:    cfg.HoldUnverified,
-			DeadLetterUnknown: cfg.UnknownAlias == "deadletter",
-			DeleteObjects:     cfg.DeleteS3Objects,
-			MaxMessageBytes:   cfg.MaxMessageBytes,
-			DisplaySuffix:     cfg.FromDisplaySuffix,
+			DropSpam:              cfg.DropSpam,
+			DropVirus:             cfg.DropVirus,
+			DropDMARCReject:       cfg.DropDMARCReject,
+			VirusAction:           action(cfg.VirusAction),
+			SpamAction:            action(cfg.SpamAction),
+			DMARCRejectAction:     action(cfg.DMARCRejectAction),
+			DMARCQuarantineAction: action(cfg.DMARCQuarantineAction),
+			SPFAction:             action(cfg.SPFAction),
+			DKIMAction:            action(cfg.DKIMAction),
+			SubjectTag:            cfg.SubjectTag,
+			HoldUnverified:        cfg.HoldUnverified,
+			DeadLetterUnknown:     cfg.UnknownAlias == "deadletter",
+			DeleteObjects:         cfg.DeleteS3Objects,
+			MaxMessageBytes:       cfg.MaxMessageBytes,
+			DisplaySuffix:         cfg.FromDisplaySuffix,
 		},
 		RetryMin:      cfg.RetryMin,
 		RetryMax:      cfg.RetryMax,
