@@ -112,6 +112,8 @@ type Config struct {
 	Sender  Sender
 	Aliases Resolver
 	Policy  Policy
+	// AliasEvents, if not nil, counts per-alias events (aliasstate.go).
+	AliasEvents AliasEvents
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration

@@ -213,7 +213,10 @@ func TestManager(t *testing.T) {
 			_, err := m.Create(ctx, []string{"x@example.org"}, "", "sales@relay.example.com", "")
 			return err
 		}, aliases.ErrExists},
-		{"file alias", func() error { _, err := m.Create(ctx, []string{"x@example.org"}, "", "SHOP@relay.example.com", ""); return err }, aliases.ErrExists},
+		{"file alias", func() error {
+			_, err := m.Create(ctx, []string{"x@example.org"}, "", "SHOP@relay.example.com", "")
+			return err
+		}, aliases.ErrExists},
 		{"not our domain", func() error { _, err := m.Create(ctx, []string{"x@example.org"}, "example.com", "", ""); return err }, aliases.ErrInvalid},
 		{"domain mismatch", func() error {
 			_, err := m.Create(ctx, []string{"x@example.org"}, "other.example.net", "a@relay.example.com", "")
@@ -226,8 +229,14 @@ func TestManager(t *testing.T) {
 			_, err := m.Create(ctx, []string{"x@example.org", "X@example.org"}, "", "", "")
 			return err
 		}, aliases.ErrInvalid},
-		{"plus", func() error { _, err := m.Create(ctx, []string{"x@example.org"}, "", "a+b@relay.example.com", ""); return err }, aliases.ErrInvalid},
-		{"catch-all", func() error { _, err := m.Create(ctx, []string{"x@example.org"}, "", "@relay.example.com", ""); return err }, aliases.ErrInvalid},
+		{"plus", func() error {
+			_, err := m.Create(ctx, []string{"x@example.org"}, "", "a+b@relay.example.com", "")
+			return err
+		}, aliases.ErrInvalid},
+		{"catch-all", func() error {
+			_, err := m.Create(ctx, []string{"x@example.org"}, "", "@relay.example.com", "")
+			return err
+		}, aliases.ErrInvalid},
 		{"control in description", func() error { _, err := m.Create(ctx, []string{"x@example.org"}, "", "", "a\nb"); return err }, aliases.ErrInvalid},
 		{"disable", func() error { _, err := m.SetState(ctx, "Sales@relay.example.com", aliases.StateDisabled); return err }, nil},
 		{"bad state", func() error { _, err := m.SetState(ctx, "sales@relay.example.com", "paused"); return err }, aliases.ErrInvalid},
