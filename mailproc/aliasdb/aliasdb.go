@@ -184,7 +184,7 @@ func (s *Store) Create(ctx context.Context, a aliases.Alias) error {
 			return fmt.Errorf("%w: destination %q", aliases.ErrInvalid, to)
 		}
 	}
-	return s.change(ctx, "create "+a.Address, func(tx *sql.Tx) error {
+	return s.change(ctx, "create", a.Address, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO managed_aliases (address, forward_to, state, description, created_ms)
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING`,
 			a.Address, strings.Join(a.ForwardTo, ","), string(a.State), a.Description, a.Created.UnixMilli())
@@ -194,7 +194,7 @@ func (s *Store) Create(ctx context.Context, a aliases.Alias) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return fmt.Errorf("%w: %s", aliases.ErrExists, a.Address)
+			return aliases.ErrExists
 		}
 		return nil
 	})
@@ -206,7 +206,7 @@ func (s *Store) SetState(ctx context.Context, address string, state aliases.Stat
 		return aliases.Alias{}, fmt.Errorf("%w: state %q", aliases.ErrInvalid, state)
 	}
 	var a aliases.Alias
-	err := s.change(ctx, "set state of "+address, func(tx *sql.Tx) error {
+	err := s.change(ctx, "set state", address, func(tx *sql.Tx) error {
 		if err := affected(tx.ExecContext(ctx, "UPDATE managed_aliases SET state = $1 WHERE address = $2", string(state), address)); err != nil {
 			return err
 		}
@@ -219,7 +219,7 @@ func (s *Store) SetState(ctx context.Context, address string, state aliases.Stat
 
 // Delete removes an alias.
 func (s *Store) Delete(ctx context.Context, address string) error {
-	return s.change(ctx, "delete "+address, func(tx *sql.Tx) error {
+	return s.change(ctx, "delete", address, func(tx *sql.Tx) error {
 		return affected(tx.ExecContext(ctx, "DELETE FROM managed_aliases WHERE address = $1", address))
 	})
 }
@@ -239,24 +239,25 @@ func affected(res sql.Result, err error) error {
 	return nil
 }
 
-// change runs f and bumps the version in one transaction.
-func (s *Store) change(ctx context.Context, what string, f func(*sql.Tx) error) error {
+// change runs f, the change what of address, and bumps the version in one
+// transaction.
+func (s *Store) change(ctx context.Context, what, address string, f func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("alias store: %s: %w", what, err)
+		return fmt.Errorf("alias store: %s %s: %w", what, address, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	if err := f(tx); err != nil {
 		if errors.Is(err, aliases.ErrNotFound) || errors.Is(err, aliases.ErrExists) {
-			return fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%w: %s", err, address)
 		}
-		return fmt.Errorf("alias store: %s: %w", what, err)
+		return fmt.Errorf("alias store: %s %s: %w", what, address, err)
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE managed_aliases_version SET version = version + 1 WHERE id = 1"); err != nil {
-		return fmt.Errorf("alias store: %s: bump version: %w", what, err)
+		return fmt.Errorf("alias store: %s %s: bump version: %w", what, address, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("alias store: %s: commit: %w", what, err)
+		return fmt.Errorf("alias store: %s %s: commit: %w", what, address, err)
 	}
 	return nil
 }
