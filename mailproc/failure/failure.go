@@ -72,6 +72,8 @@ const (
 	ReasonMessageTooLarge       Reason = "message_too_large"
 	ReasonAliasLookup           Reason = "alias_lookup"
 	ReasonSpoolWrite            Reason = "spool_write"
+	// ReasonDatabase: the shared PostgreSQL state failed a call (statedb).
+	ReasonDatabase Reason = "database"
 	ReasonShutdown              Reason = "shutdown"
 	ReasonPanic                 Reason = "panic"
 	// ReasonBreakerOpen: a dependency's circuit breaker is open (the call
