@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,7 +26,6 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/admin"
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/mailproc"
-	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
@@ -92,7 +90,7 @@ type run struct {
 	state    atomic.Value // string: "" when ready, else why not
 	draining atomic.Bool
 	spool    atomic.Pointer[spool.Spool]
-	aliases  *aliases.Reloadable
+	aliases  *aliasSet
 	inbound  *http.Server
 	pool     *mailproc.Pool
 	hup      chan os.Signal
@@ -174,11 +172,9 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		return telemetry.QueueStats{Messages: st.Messages, Bytes: st.Bytes, DeadLetters: st.DeadLetters, Oldest: st.Oldest}
 	})
 
-	if r.aliases, err = aliases.NewReloadable(cfg.AliasesFile); err != nil {
-		return fmt.Errorf("aliases: %w", err)
+	if r.aliases, err = r.openAliases(ctx); err != nil { // aliases.go
+		return err
 	}
-	t := r.aliases.Table()
-	r.log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", t.Len(), "domains", strings.Join(t.Domains(), ","))
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
@@ -209,7 +205,9 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	}
 	adminAddr := ""
 	if cfg.AdminListen != "" {
-		adminSrv := &http.Server{Handler: admin.Handler(s, log.With("component", "admin")), ReadHeaderTimeout: 5 * time.Second}
+		// The alias endpoints must sit behind the same authentication as
+		// the rest of the admin API.
+		adminSrv := &http.Server{Handler: r.aliases.withAliasAPI(admin.Handler(s, log.With("component", "admin")), r), ReadHeaderTimeout: 5 * time.Second}
 		if adminAddr, err = r.listen("admin", cfg.AdminListen, httpServer(adminSrv, (*http.Server).Close)); err != nil {
 			return err
 		}
@@ -314,11 +312,12 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclient.Clients) error {
 	cfg := r.cfg
 	pool, err := mailproc.New(mailproc.Config{
-		Workers: cfg.Workers,
-		Queue:   s,
-		Objects: clients.S3,
-		Sender:  clients.SES,
-		Aliases: r.aliases,
+		Workers:     cfg.Workers,
+		Queue:       s,
+		Objects:     clients.S3,
+		Sender:      clients.SES,
+		Aliases:     r.aliases.resolver,
+		AliasEvents: r.aliases.counter,
 		Policy: mailproc.Policy{
 			DropSpam:          cfg.DropSpam,
 			DropVirus:         cfg.DropVirus,
@@ -359,7 +358,7 @@ func (r *run) serveUntil(ctx context.Context) error {
 		case err := <-r.fatal:
 			return err
 		case <-r.hup:
-			c, err := r.aliases.Reload()
+			c, err := r.aliases.file.Reload()
 			if err != nil {
 				r.log.Error("alias reload failed; keeping the previous table", "err", err)
 				continue
