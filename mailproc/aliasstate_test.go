@@ -156,3 +156,25 @@ func TestIsPromotional(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIsPromotional: any bytes are judged without a panic and without
+// being changed, and a header block that starts with List-Id is
+// promotional whatever follows.
+func FuzzIsPromotional(f *testing.F) {
+	for _, s := range []string{
+		"List-Id: <x.example>\r\n\r\nbody", "Precedence: bulk\n\n", "From: a@b\r\n folded\r\n\r\n",
+		"\r\n\r\nList-Id: body", "List-Unsubscribe:\r\n\r\n", ": no name\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		cp := append([]byte(nil), raw...)
+		isPromotional(raw)
+		if string(cp) != string(raw) {
+			t.Fatal("isPromotional changed its input")
+		}
+		if !isPromotional(append([]byte("List-Id: <l.example>\r\n\r\n"), raw...)) {
+			t.Fatal("a List-Id header block is not promotional")
+		}
+	})
+}

@@ -53,6 +53,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad api", []string{"--ses-api", "smtp"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "ses-api"},
 		{"retry storm", []string{"--aws-max-attempts", "5"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "hidden retries"},
 		{"not an arn", []string{"--sns-topic-arns", "inbound"}, nil, "not an ARN"},
+		{"alias db not postgres", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_ALIAS_DB_URL": "mysql://db/aliases"}, "alias-db-url"},
 		{"unknown flag", []string{"--nope"}, nil, "nope"},
 		{"stray arg", []string{"--sns-topic-arns", topic, "extra"}, nil, "unexpected"},
 	}
