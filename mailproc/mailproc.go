@@ -137,6 +137,8 @@ type Config struct {
 	// Reply-To is the original sender and reply addresses are not
 	// recognised.
 	Replies *reply.Codec
+	// AliasEvents, if not nil, counts per-alias events (aliasstate.go).
+	AliasEvents AliasEvents
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration

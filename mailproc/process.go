@@ -38,7 +38,8 @@ type result struct {
 type group struct {
 	alias     string
 	forwardTo []string
-	replyFrom string // the destination that wrote the reply; "" for a forward
+	replyFrom string        // the destination that wrote the reply; "" for a forward
+	state     aliases.State // the alias's state ("" for enabled)
 }
 
 // key identifies the copy in the spool's sent-record.
@@ -161,6 +162,11 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		res.outcome, res.reason = telemetry.MsgDropped, reason
 		return res
 	}
+	// Aliases that block promotional mail (aliasstate.go).
+	if groups, res.dropped = p.blockPromotional(raw, groups, res.dropped); len(groups) == 0 {
+		p.cleanup(ctx, n, log)
+		return res
+	}
 	// Give back what this mail does not need.
 	if need := 2*int64(len(raw)) + 64<<10; need < reserve {
 		p.budget.release(reserve - need)
@@ -190,6 +196,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			return res
 		}
 		res.sent++
+		p.aliasEvent(g.alias, aliases.EventForwarded)
 		log.Info("sent", "alias", g.alias, "destinations", len(g.forwardTo), "ses_message_id", n.Mail.MessageID, "ses_sent_id", id)
 		if err := p.cfg.Queue.MarkSent(e.ID, key, id); err != nil {
 			// The copy went out but the record did not stick: a retry may
@@ -273,9 +280,7 @@ func loopReason(raw []byte, groups []group) (failure.Reason, error) {
 // for an alias.
 func allInvalid(dropped []failure.Reason) bool {
 	for _, r := range dropped {
-		switch r {
-		case failure.ReasonInvalidRecipient, failure.ReasonReplyInvalid, failure.ReasonReplyExpired, failure.ReasonReplyNotAllowed:
-		default:
+		if !finalDrop(r) {
 			return false
 		}
 	}
@@ -347,6 +352,10 @@ func (p *Pool) route(ctx context.Context, recipients []string, source string) ([
 			continue
 		}
 		r.ForwardTo = valid
+		if reason := p.aliasStateDrop(r); reason != "" { // aliasstate.go
+			dropped = append(dropped, reason)
+			continue
+		}
 		if seen[r.Alias] {
 			continue
 		}
@@ -356,7 +365,7 @@ func (p *Pool) route(ctx context.Context, recipients []string, source string) ([
 		// SES takes at most 50 destinations per message: larger alias
 		// lists go out as several copies.
 		for chunk := range slices.Chunk(slices.Compact(fw), MaxDestinations) {
-			groups = append(groups, group{alias: r.Alias, forwardTo: chunk})
+			groups = append(groups, group{alias: r.Alias, forwardTo: chunk, state: r.State})
 		}
 	}
 	return groups, dropped, nil

@@ -7,6 +7,7 @@
 //	mailrelay dev send FILE.eml...        push mail through a running playground
 //	mailrelay deadletter list             list dead letters of a running relay
 //	mailrelay deadletter redrive ID...    put dead letters back into the spool (--all for all)
+//	mailrelay alias create --to ADDR      create, list, show, disable, enable, block-promotional, delete aliases
 //	mailrelay config                      print the configuration table
 //	mailrelay migrate                     apply the database's migrations (RELAY_DATABASE_URL)
 //	mailrelay redrive-sns-dlq --queue-url URL  re-POST the SNS dead-letter queue to the relay
@@ -67,6 +68,9 @@ func report(err error, args []string, stderr io.Writer) int {
 		if args[0] == "deadletter" && len(args) > 1 && (args[1] == "list" || args[1] == "redrive") {
 			cmd += " " + args[1]
 		}
+		if args[0] == "alias" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+			cmd += " " + args[1]
+		}
 	}
 	fmt.Fprintf(stderr, "Run '%s --help' for the flags.\n", cmd)
 	return 2
@@ -83,6 +87,10 @@ commands:
   serve                        run the relay (see 'mailrelay config' for settings)
   deadletter list              list dead letters of a running relay
   deadletter redrive ID...     redrive dead letters (--all: every one)
+  alias create --to ADDR       create an alias (a random one unless --address)
+  alias list | show ALIAS      list the aliases, or show one
+  alias disable|enable|block-promotional|delete ALIAS
+                               change the state of a managed alias, or remove it
   config                       print every setting with its RELAY_* variable
   migrate                      apply the PostgreSQL schema's migrations (RELAY_DATABASE_URL)
   dev [send FILE.eml...]       local playground with stand-ins for S3/SES/SNS; send pushes mail through
@@ -96,7 +104,7 @@ commands:
 
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "deadletter", "config", "dev", "redrive-sns-dlq", "reconcile", "migrate":
+	case "serve", "deadletter", "alias", "config", "dev", "redrive-sns-dlq", "reconcile", "migrate":
 		return true
 	}
 	return false
@@ -112,6 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "deadletter":
 		return deadletter(ctx, args[1:], stdout, stderr)
+	case "alias":
+		return alias(ctx, args[1:], stdout, stderr)
 	case "config":
 		return printConfig(stdout)
 	case "dev":
@@ -126,5 +136,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return &config.UsageError{Err: fmt.Errorf("unknown command %q (commands: serve, dev, deadletter, config, migrate, redrive-sns-dlq, reconcile)", args[0])}
+	return &config.UsageError{Err: fmt.Errorf("unknown command %q (commands: serve, dev, deadletter, alias, config, migrate, redrive-sns-dlq, reconcile)", args[0])}
 }

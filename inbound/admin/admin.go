@@ -61,6 +61,8 @@ type Config struct {
 	Domains func() []string
 	// SNS, if set, serves POST /sns/redrive.
 	SNS SNSIntake
+	// Aliases, if set, serves the alias endpoints (aliases.go).
+	Aliases AliasAdmin
 	// SNSMaxBodyBytes caps POST /sns/redrive's body (default
 	// inbound.DefaultMaxBodyBytes); other bodies are capped at
 	// DefaultMaxBodyBytes.
@@ -125,6 +127,11 @@ func New(cfg Config) (http.Handler, error) {
 	a.handle("POST /reconcile", 0, a.reconcile)
 	if cfg.SNS != nil {
 		a.handle("POST "+SNSRedrivePath, a.cfg.SNSMaxBodyBytes, a.redriveSNS)
+	}
+	if cfg.Aliases != nil {
+		// Behind the same guard; bodies capped at DefaultMaxBodyBytes by
+		// the guard and at MaxAliasRequestBytes by the handlers.
+		RegisterAliases(a.mux, cfg.Aliases, a.log)
 	}
 	return a, nil
 }

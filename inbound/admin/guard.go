@@ -100,6 +100,9 @@ func crossSite(r *http.Request) string {
 // POST, PUT and PATCH counts as having a body, so that a browser's simple
 // (form or text/plain) request never reaches a handler.
 func checkBody(w http.ResponseWriter, r *http.Request, max int64) bool {
+	if max <= 0 {
+		max = DefaultMaxBodyBytes
+	}
 	hasBody := r.ContentLength != 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
 	if !hasBody {
 		return true

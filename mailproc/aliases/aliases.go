@@ -16,8 +16,13 @@
 //
 // Resolver is the interface the mail processor depends on; Table is the
 // in-memory implementation built from the file and Reloadable swaps tables
-// atomically on SIGHUP or on request. Other back ends (SQLite, Postgres) can
-// implement Resolver later without touching the processor.
+// atomically on SIGHUP, when the file changes (WatchFile) or on request.
+//
+// Managed aliases (created through the admin API, with a State and
+// counters) live in a Store (mailproc/aliasdb: SQLite or PostgreSQL);
+// Combined resolves the file's aliases first, then the store's through a
+// short-lived cache, then the file's catch-alls; Manager creates and changes
+// managed aliases and refuses to change the file's.
 package aliases
 
 import (
@@ -53,6 +58,9 @@ type Route struct {
 	// ForwardTo are the destination addresses. The slice is the caller's
 	// to keep; changing it does not affect the table.
 	ForwardTo []string
+	// State is the alias's state: "" (the alias file's, and a catch-all
+	// hit) means StateEnabled. Only managed aliases have another.
+	State State
 }
 
 // Resolver maps a recipient address to its Route. Errors wrap
@@ -68,6 +76,7 @@ type Resolver interface {
 // use. Build one with Parse or Load.
 type Table struct {
 	domains  map[string]struct{}
+	order    []string            // domains in the order the file lists them
 	exact    map[string][]string // "local@domain" -> forward_to
 	catchAll map[string][]string // "domain" -> forward_to
 }
@@ -91,6 +100,15 @@ func (t *Table) Domains() []string {
 	return l
 }
 
+// FirstDomain returns the first relay domain the file lists: where a
+// managed alias is created when no domain is given.
+func (t *Table) FirstDomain() string {
+	if len(t.order) == 0 {
+		return ""
+	}
+	return t.order[0]
+}
+
 // Len returns the number of aliases, catch-alls included.
 func (t *Table) Len() int {
 	return len(t.exact) + len(t.catchAll)
@@ -104,26 +122,42 @@ func (t *Table) Len() int {
 // empty local part) or ErrInvalidRecipient (ours, but the local part is not
 // an ASCII dot-atom of at most 64 characters; "+" allowed).
 func (t *Table) Resolve(ctx context.Context, address string) (Route, error) {
-	if err := ctx.Err(); err != nil {
+	alias, domain, err := t.normalise(ctx, address)
+	if err != nil {
 		return Route{}, err
 	}
-	local, domain, ok := splitRecipient(address)
-	if !ok {
-		return Route{}, fmt.Errorf("%w: %q has no domain", ErrNotOurDomain, address)
-	}
-	if _, ok := t.domains[domain]; !ok {
-		return Route{}, fmt.Errorf("%w: %q", ErrNotOurDomain, domain)
-	}
-	if local == "" {
-		return Route{}, fmt.Errorf("%w: %q has an empty local part", ErrUnknownAlias, address)
-	}
-	if err := checkRecipientLocal(local); err != nil {
-		return Route{}, fmt.Errorf("%w: %.100q: %v", ErrInvalidRecipient, address, err)
-	}
-	alias := local + "@" + domain
 	if fw, ok := t.exact[alias]; ok {
 		return Route{Alias: alias, ForwardTo: slices.Clone(fw)}, nil
 	}
+	return t.catchAllRoute(alias, domain)
+}
+
+// normalise checks a received address as Resolve does and returns the alias
+// it would be looked up as ("local@domain", lower-cased, +tag removed) and
+// its domain.
+func (t *Table) normalise(ctx context.Context, address string) (alias, domain string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	local, domain, ok := splitRecipient(address)
+	if !ok {
+		return "", "", fmt.Errorf("%w: %q has no domain", ErrNotOurDomain, address)
+	}
+	if _, ok := t.domains[domain]; !ok {
+		return "", "", fmt.Errorf("%w: %q", ErrNotOurDomain, domain)
+	}
+	if local == "" {
+		return "", "", fmt.Errorf("%w: %q has an empty local part", ErrUnknownAlias, address)
+	}
+	if err := checkRecipientLocal(local); err != nil {
+		return "", "", fmt.Errorf("%w: %.100q: %v", ErrInvalidRecipient, address, err)
+	}
+	return local + "@" + domain, domain, nil
+}
+
+// catchAllRoute routes alias to its domain's catch-all, or says it is
+// unknown.
+func (t *Table) catchAllRoute(alias, domain string) (Route, error) {
 	if fw, ok := t.catchAll[domain]; ok {
 		return Route{Alias: alias, ForwardTo: slices.Clone(fw)}, nil
 	}

@@ -82,6 +82,7 @@ func Parse(data []byte) (*Table, error) {
 			return nil, fmt.Errorf("domains[%d] %q: listed twice", i, d)
 		}
 		t.domains[nd] = struct{}{}
+		t.order = append(t.order, nd)
 	}
 
 	for i, e := range f.Aliases {

@@ -47,7 +47,8 @@ func (c Class) String() string {
 //	                         spf, dkim, not_our_domain,
 //	                         unknown_alias, no_recipient, invalid_recipient,
 //	                         empty_sender, auto_submitted,
-//	                         delivery_report, loop, reply_not_allowed,
+//	                         delivery_report, loop, alias_disabled,
+//	                         promotional_blocked, reply_not_allowed,
 //	                         reply_invalid, reply_expired;
 //	                         forwarded: ok, reply, or the verdict a tagged
 //	                         mail was tagged for (spam, virus, ...)
@@ -137,6 +138,14 @@ const (
 	// (multipart/report; report-type=delivery-status, or
 	// message/delivery-status; RFC 3464 and their RFC 6533 "global" forms).
 	ReasonDeliveryReport Reason = "delivery_report"
+	// ReasonAliasDisabled: the recipient is a managed alias in state
+	// disabled: nothing is forwarded.
+	ReasonAliasDisabled Reason = "alias_disabled"
+	// ReasonPromotionalBlocked: the recipient is a managed alias in state
+	// block_promotional and the mail is promotional (a List-Id or
+	// List-Unsubscribe header, or Precedence bulk, list or junk).
+	ReasonPromotionalBlocked Reason = "promotional_blocked"
+
 	// ReasonLoop: the mail carries the relay's own loop marker
 	// (X-Mailrelay-Loop): it was forwarded by the relay before.
 	ReasonLoop Reason = "loop"

@@ -49,7 +49,10 @@ type Config struct {
 	DedupeTTL        time.Duration
 
 	AliasesFile string
-	Workers     int
+	// AliasDB is the SQLite file of the managed aliases ("" : aliases.db
+	// next to SpoolDir); with DatabaseURL they live in PostgreSQL instead.
+	AliasDB string
+	Workers    int
 
 	SESAPI            string // "ses" (SendRawEmail) or "sesv2" (SendEmail raw)
 	DeleteS3Objects   bool
@@ -151,7 +154,8 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.IntVar(&c.SpoolMaxMessages, "spool-max-messages", 100000, "bound on unfinished notifications; above it /sns answers 503")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound on bytes of unfinished notifications")
 	fs.DurationVar(&c.DedupeTTL, "dedupe-ttl", 24*time.Hour, "how long a finished SNS MessageId is remembered to drop redeliveries")
-	fs.StringVar(&c.AliasesFile, "aliases-file", "aliases.yaml", "alias file (YAML); reloaded on SIGHUP")
+	fs.StringVar(&c.AliasesFile, "aliases-file", "aliases.yaml", "alias file (YAML, read-only at run time); reloaded when it changes and on SIGHUP")
+	fs.StringVar(&c.AliasDB, "alias-db", "", "SQLite file of the managed aliases without --database-url (empty: aliases.db next to --spool-dir)")
 	fs.IntVar(&c.Workers, "workers", 8, "size of the worker pool")
 	fs.StringVar(&c.SESAPI, "ses-api", awsclient.SendModeSES, "how to send: ses (SendRawEmail) or sesv2 (SendEmail with raw content)")
 	fs.BoolVar(&c.DeleteS3Objects, "delete-s3-objects", true, "delete the mail object from S3 once it is forwarded or dropped")

@@ -56,6 +56,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad api", []string{"--ses-api", "smtp"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "ses-api"},
 		{"retry storm", []string{"--aws-max-attempts", "5"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "hidden retries"},
 		{"not an arn", []string{"--sns-topic-arns", "inbound"}, nil, "not an ARN"},
+		{"database not postgres", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_DATABASE_URL": "mysql://db/aliases"}, "database-url"},
 		{"unknown flag", []string{"--nope"}, nil, "nope"},
 		{"stray arg", []string{"--sns-topic-arns", topic, "extra"}, nil, "unexpected"},
 		{"bad action", []string{"--spam-action", "bounce"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--spam-action"},

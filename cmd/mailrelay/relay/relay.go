@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +27,6 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sqsintake"
 	"github.com/mailrelay/mailrelay/mailproc"
-	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/telemetry"
@@ -95,7 +93,7 @@ type run struct {
 	draining atomic.Bool
 	spool    atomic.Pointer[spool.Spool] // the embedded queue, if it is one
 	queue    atomic.Value                // queue, once open (read by readiness)
-	aliases  *aliases.Reloadable
+	aliases  *aliasSet
 	inbound  *http.Server
 	pool     *mailproc.Pool
 	sqs      *sqsintake.Queue // nil unless --intake has sqs
@@ -147,11 +145,9 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 		return telemetry.QueueStats{Messages: st.Messages, Bytes: st.Bytes, DeadLetters: st.DeadLetters, Oldest: st.Oldest}
 	})
 
-	if r.aliases, err = aliases.NewReloadable(cfg.AliasesFile); err != nil {
-		return fmt.Errorf("aliases: %w", err)
+	if r.aliases, err = r.openAliases(ctx); err != nil { // aliases.go
+		return err
 	}
-	t := r.aliases.Table()
-	r.log.Info("aliases loaded", "file", cfg.AliasesFile, "aliases", t.Len(), "domains", strings.Join(t.Domains(), ","))
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
@@ -215,7 +211,8 @@ func (r *run) startAdmin(s admin.Queue, intake *inbound.Handler) (string, error)
 		Loopback:        config.LoopbackListen(cfg.AdminListen),
 		Buckets:         cfg.S3Buckets,
 		TopicARNs:       cfg.SNSTopicARNs,
-		Domains:         func() []string { return r.aliases.Table().Domains() },
+		Domains:         func() []string { return r.aliases.file.Table().Domains() },
+		Aliases:         r.aliases.manager,
 		SNS:             intake,
 		SNSMaxBodyBytes: cfg.SNSMaxBodyBytes,
 		RetryAfter:      cfg.RetryAfter,
@@ -347,12 +344,13 @@ func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awscl
 		return a
 	}
 	pool, err := mailproc.New(mailproc.Config{
-		Workers: cfg.Workers,
-		Queue:   q,
-		Objects: clients.S3,
-		Sender:  clients.SES,
-		Aliases: r.aliases,
-		Replies: replies,
+		Workers:     cfg.Workers,
+		Queue:       q,
+		Objects:     clients.S3,
+		Sender:      clients.SES,
+		Aliases:     r.aliases.resolver,
+		AliasEvents: r.aliases.counter,
+		Replies:     replies,
 		Policy: mailproc.Policy{
 			DropSpam:              cfg.DropSpam,
 			DropVirus:             cfg.DropVirus,
@@ -400,7 +398,7 @@ func (r *run) serveUntil(ctx context.Context) error {
 		case err := <-r.fatal:
 			return err
 		case <-r.hup:
-			c, err := r.aliases.Reload()
+			c, err := r.aliases.file.Reload()
 			if err != nil {
 				r.log.Error("alias reload failed; keeping the previous table", "err", err)
 				continue
