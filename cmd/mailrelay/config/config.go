@@ -52,7 +52,7 @@ type Config struct {
 	// AliasDB is the SQLite file of the managed aliases ("" : aliases.db
 	// next to SpoolDir); with DatabaseURL they live in PostgreSQL instead.
 	AliasDB string
-	Workers    int
+	Workers int
 
 	SESAPI            string // "ses" (SendRawEmail) or "sesv2" (SendEmail raw)
 	DeleteS3Objects   bool

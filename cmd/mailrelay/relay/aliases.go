@@ -78,4 +78,3 @@ func (r *run) openAliases(ctx context.Context) (*aliasSet, error) {
 	}
 	return as, nil
 }
-
