@@ -112,6 +112,8 @@ type Config struct {
 	Sender  Sender
 	Aliases Resolver
 	Policy  Policy
+	// Pacer, when set, paces the sends (see Pacer).
+	Pacer Pacer
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -246,7 +248,7 @@ const pausePoll = 250 * time.Millisecond
 // resumes when a breaker lets a trial call through (half-open). It returns
 // false when ctx ends.
 func (p *Pool) waitAvailable(ctx context.Context) bool {
-	for !p.available() {
+	for !p.available() || !p.paceAvailable() {
 		select {
 		case <-ctx.Done():
 			return false

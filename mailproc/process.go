@@ -126,6 +126,12 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
+	// The pace: tokens first, then memory and the download.
+	if err := p.takeTokens(ctx, groups, e.Sent); err != nil {
+		res.err = err
+		return res
+	}
+
 	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we
 	if err := p.budget.acquire(ctx, reserve); err != nil {
 		res.err = failure.Transient(failure.ReasonShutdown, err)
@@ -178,7 +184,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			res.err = err
 			return res
 		}
-		id, err := p.cfg.Sender.SendRaw(ctx, g.alias, g.forwardTo, buf.Bytes())
+		id, err := p.send(ctx, g.alias, g.forwardTo, buf.Bytes())
 		if err != nil {
 			res.err = fmt.Errorf("send as %s: %w", g.alias, err)
 			return res

@@ -74,6 +74,8 @@ type Config struct {
 	InboundIdleTimeout    time.Duration // idle keep-alive connections closed after
 	InboundBodyTimeout    time.Duration // a request body must arrive within
 	SNSMaxAge             time.Duration // oldest SNS Timestamp accepted
+
+	Pace Pace // sending pace and SES feedback (pace.go)
 }
 
 // Flag describes one setting, for documentation.
@@ -130,6 +132,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.InboundIdleTimeout, "inbound-idle-timeout", inbound.IdleTimeout, "idle keep-alive connections on the inbound listener are closed after this")
 	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
 	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
+	c.Pace.flags(fs)
 	return fs
 }
 
@@ -384,6 +387,7 @@ func (c *Config) Validate() error {
 			bad(d.name, "%s: must be positive", d.v)
 		}
 	}
+	c.Pace.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -319,6 +319,7 @@ func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclie
 		Objects: clients.S3,
 		Sender:  clients.SES,
 		Aliases: r.aliases,
+		Pacer:   r.pacer(ctx, clients.SES),
 		Policy: mailproc.Policy{
 			DropSpam:          cfg.DropSpam,
 			DropVirus:         cfg.DropVirus,
