@@ -114,6 +114,8 @@ type Config struct {
 	Policy  Policy
 	// Pacer, when set, paces the sends (see Pacer).
 	Pacer Pacer
+	// Feedback, when set, handles SES feedback (see Feedback).
+	Feedback Feedback
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration

@@ -46,6 +46,9 @@ var errUnavailable = errors.New("a dependency's circuit breaker is open")
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
+	if res, ok := p.recordFeedback(ctx, e.Payload); ok {
+		return res
+	}
 	n, err := sesnotify.Parse(e.Payload)
 	if err != nil {
 		return result{err: failure.Permanent(failure.ReasonMalformedNotification, err)}
@@ -126,6 +129,17 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
+	// Feedback: no mail to a disabled alias or a paused destination.
+	groups, fbDropped, err := p.checkFeedback(ctx, n, groups, e.Sent)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if res.dropped = append(res.dropped, fbDropped...); len(groups) == 0 {
+		p.cleanup(ctx, n, log)
+		return res
+	}
+
 	// The pace: tokens first, then memory and the download.
 	if err := p.takeTokens(ctx, groups, e.Sent); err != nil {
 		res.err = err
@@ -190,6 +204,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			return res
 		}
 		res.sent++
+		p.countSent(ctx, g, log)
 		log.Info("sent", "alias", g.alias, "destinations", len(g.forwardTo), "ses_message_id", n.Mail.MessageID, "ses_sent_id", id)
 		if err := p.cfg.Queue.MarkSent(e.ID, key, id); err != nil {
 			// The copy went out but the record did not stick: a retry may

@@ -75,7 +75,8 @@ type Config struct {
 	InboundBodyTimeout    time.Duration // a request body must arrive within
 	SNSMaxAge             time.Duration // oldest SNS Timestamp accepted
 
-	Pace Pace // sending pace and SES feedback (pace.go)
+	Pace     Pace     // sending pace (pace.go)
+	Feedback Feedback // SES feedback (feedback.go)
 }
 
 // Flag describes one setting, for documentation.
@@ -133,6 +134,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.InboundBodyTimeout, "inbound-body-timeout", inbound.DefaultBodyTimeout, "a delivery's body must arrive within this once its headers are read (a slower one is cut, 503)")
 	fs.DurationVar(&c.SNSMaxAge, "sns-max-age", sns.DefaultMaxAge, "deliveries whose signed SNS Timestamp is older are refused (403, a replay); SNS retries for at most an hour")
 	c.Pace.flags(fs)
+	c.Feedback.flags(fs)
 	return fs
 }
 
@@ -388,6 +390,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Pace.validate(bad)
+	c.Feedback.validate(bad)
 	return errors.Join(errs...)
 }
 

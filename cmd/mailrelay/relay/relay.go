@@ -313,13 +313,18 @@ func (r *run) intake(s *spool.Spool) (*inbound.Handler, error) {
 // their own, cancelled only once the drain is over.
 func (r *run) startWorkers(ctx context.Context, s *spool.Spool, clients *awsclient.Clients) error {
 	cfg := r.cfg
+	fb, err := r.feedback(ctx)
+	if err != nil {
+		return err
+	}
 	pool, err := mailproc.New(mailproc.Config{
-		Workers: cfg.Workers,
-		Queue:   s,
-		Objects: clients.S3,
-		Sender:  clients.SES,
-		Aliases: r.aliases,
-		Pacer:   r.pacer(ctx, clients.SES),
+		Workers:  cfg.Workers,
+		Queue:    s,
+		Objects:  clients.S3,
+		Sender:   clients.SES,
+		Aliases:  r.aliases,
+		Pacer:    r.pacer(ctx, clients.SES),
+		Feedback: fb,
 		Policy: mailproc.Policy{
 			DropSpam:          cfg.DropSpam,
 			DropVirus:         cfg.DropVirus,
