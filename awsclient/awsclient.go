@@ -231,7 +231,7 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 	case SendModeSES:
 		sc.v1 = ses.NewFromConfig(cfg, func(o *ses.Options) {
 			o.HTTPClient = newHTTPClient(opts)
-			o.Retryer = newRetryer(opts.MaxAttempts)
+			o.Retryer = newSESRetryer(opts.MaxAttempts)
 			o.RetryMaxAttempts = opts.MaxAttempts
 			o.APIOptions = append(slices.Clip(o.APIOptions), sesdep.timer.add)
 			if opts.SESEndpoint != "" {
@@ -241,7 +241,7 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 	case SendModeSESv2:
 		sc.v2 = sesv2.NewFromConfig(cfg, func(o *sesv2.Options) {
 			o.HTTPClient = newHTTPClient(opts)
-			o.Retryer = newRetryer(opts.MaxAttempts)
+			o.Retryer = newSESRetryer(opts.MaxAttempts)
 			o.RetryMaxAttempts = opts.MaxAttempts
 			o.APIOptions = append(slices.Clip(o.APIOptions), sesdep.timer.add)
 			if opts.SESEndpoint != "" {

@@ -42,9 +42,13 @@ func newDependency(service string, o Options) *dependency {
 		},
 		// Success is "the dependency answered sensibly": nil, or a
 		// permanent error (404, rejected mail) that says something about
-		// the request, not about the service's health.
+		// the request, not about the service's health. SES's Throttling
+		// too: SES is up and asks for a slower pace, which the relay's
+		// pacer (mailproc/pace) gives it; opening the breaker would stop
+		// every send for OpenTimeout instead.
 		IsSuccessful: func(err error) bool {
-			return err == nil || failure.IsPermanent(err)
+			return err == nil || failure.IsPermanent(err) ||
+				service == ServiceSES && failure.ReasonOf(err) == failure.ReasonSESThrottled
 		},
 		// A caller that went away (canceled, or its own deadline passed
 		// first) tells nothing either way; excluded calls also free their

@@ -139,6 +139,10 @@ type Config struct {
 	Replies *reply.Codec
 	// AliasEvents, if not nil, counts per-alias events (aliasstate.go).
 	AliasEvents AliasEvents
+	// Pacer, when set, paces the sends (see Pacer).
+	Pacer Pacer
+	// Feedback, when set, handles SES feedback (see Feedback).
+	Feedback Feedback
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -273,7 +277,7 @@ const pausePoll = 250 * time.Millisecond
 // resumes when a breaker lets a trial call through (half-open). It returns
 // false when ctx ends.
 func (p *Pool) waitAvailable(ctx context.Context) bool {
-	for !p.available() {
+	for !p.available() || !p.paceAvailable() {
 		select {
 		case <-ctx.Done():
 			return false

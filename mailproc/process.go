@@ -56,6 +56,9 @@ var errUnavailable = errors.New("a dependency's circuit breaker is open")
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
+	if res, ok := p.recordFeedback(ctx, e.Payload); ok {
+		return res
+	}
 	n, err := sesnotify.Parse(e.Payload)
 	if err != nil {
 		return result{err: failure.Permanent(failure.ReasonMalformedNotification, err)}
@@ -137,6 +140,23 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		return res
 	}
 
+	// Feedback: no mail to a disabled alias or a paused destination.
+	groups, fbDropped, err := p.checkFeedback(ctx, n, groups, e.Sent)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if res.dropped = append(res.dropped, fbDropped...); len(groups) == 0 {
+		p.cleanup(ctx, n, log)
+		return res
+	}
+
+	// The pace: tokens first, then memory and the download.
+	if err := p.takeTokens(ctx, groups, e.Sent); err != nil {
+		res.err = err
+		return res
+	}
+
 	reserve := min(2*p.cfg.Policy.MaxMessageBytes, p.budget.limit) // raw mail + one rewritten copy; acquire clamps to the limit, so must we
 	if err := p.budget.acquire(ctx, reserve); err != nil {
 		res.err = failure.Transient(failure.ReasonShutdown, err)
@@ -190,13 +210,14 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			res.err = err
 			return res
 		}
-		id, err := p.cfg.Sender.SendRaw(ctx, g.alias, g.forwardTo, buf.Bytes())
+		id, err := p.send(ctx, g.alias, g.forwardTo, buf.Bytes())
 		if err != nil {
 			res.err = fmt.Errorf("send as %s: %w", g.alias, err)
 			return res
 		}
 		res.sent++
 		p.aliasEvent(g.alias, aliases.EventForwarded)
+		p.countSent(ctx, g, log)
 		log.Info("sent", "alias", g.alias, "destinations", len(g.forwardTo), "ses_message_id", n.Mail.MessageID, "ses_sent_id", id)
 		if err := p.cfg.Queue.MarkSent(e.ID, key, id); err != nil {
 			// The copy went out but the record did not stick: a retry may

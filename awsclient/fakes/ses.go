@@ -90,6 +90,8 @@ type SESOptions struct {
 	EMLDir string
 	// Now returns the time recorded in Sent.At (default time.Now).
 	Now func() time.Time
+	// Quota limits the sends (see Quota; SetQuota changes it).
+	Quota Quota
 }
 
 // SES is a fake Amazon SES. It is an http.Handler; Start serves it.
@@ -102,6 +104,7 @@ type SES struct {
 	seq     uint64
 	changed chan struct{} // closed and replaced whenever sent grows
 	srv     *httptest.Server
+	quota   quotaState
 }
 
 // NewSES returns a fake SES handler.
@@ -109,7 +112,9 @@ func NewSES(opts SESOptions) *SES {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &SES{opts: opts, changed: make(chan struct{})}
+	s := &SES{opts: opts, changed: make(chan struct{})}
+	s.SetQuota(opts.Quota)
+	return s
 }
 
 // Start serves s on addr ("" for 127.0.0.1 on a free port).
@@ -185,10 +190,26 @@ func (s *SES) WaitSent(ctx context.Context, n int) error {
 	}
 }
 
-// ServeHTTP answers SES v1 (POST, form Action=SendRawEmail) and SES v2
-// (POST /v2/email/outbound-emails) requests.
+// ServeHTTP answers SES v1 (POST, form Action=SendRawEmail or
+// GetSendQuota) and SES v2 (POST /v2/email/outbound-emails, GET
+// /v2/email/account) requests.
 func (s *SES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/v2/email/account" {
+		s.serveQuota(w, true)
+		return
+	}
 	v2 := r.URL.Path == "/v2/email/outbound-emails"
+	if !v2 && r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxSESBody)
+		if err := r.ParseForm(); err != nil {
+			WriteSESError(w, false, &SESError{Status: http.StatusBadRequest, Code: "MalformedQueryString", Message: err.Error()})
+			return
+		}
+		if r.PostForm.Get("Action") == "GetSendQuota" {
+			s.serveQuota(w, false)
+			return
+		}
+	}
 	if r.Method != http.MethodPost {
 		WriteSESError(w, v2, &SESError{Status: http.StatusMethodNotAllowed, Code: "InvalidAction", Message: "only POST is supported"})
 		return
@@ -248,6 +269,8 @@ func (s *SES) accept(m Sent) (string, error) {
 	var failErr error
 	if len(s.fails) > 0 {
 		failErr, s.fails = s.fails[0], s.fails[1:]
+	} else {
+		failErr = s.quota.take(m.At, len(m.Destinations))
 	}
 	s.mu.Unlock()
 	if failErr != nil {

@@ -151,6 +151,27 @@ const (
 	ReasonLoop Reason = "loop"
 )
 
+// Reasons of the sending pace and of SES feedback (mailproc/pace,
+// mailproc/feedback).
+const (
+	// ReasonSESDailyQuota: the account's 24-hour quota is nearly used; the
+	// mail waits (transient).
+	ReasonSESDailyQuota Reason = "ses_daily_quota"
+	// ReasonDestinationPaused: a destination is paused after a bounce; the
+	// mail is dead-lettered, to be redriven.
+	ReasonDestinationPaused Reason = "destination_paused"
+	// ReasonDailyCap: a destination got its daily cap of mail; the mail is
+	// dead-lettered, to be redriven the next day.
+	ReasonDailyCap Reason = "daily_cap"
+	// (ReasonAliasDisabled also covers an alias disabled after complaints.)
+	// ReasonAliasComplained: mail to an alias with a recent complaint that
+	// SES did not mark PASS for spam is dropped.
+	ReasonAliasComplained Reason = "alias_complained"
+	// ReasonFeedbackState: recording or reading the feedback state failed
+	// (transient).
+	ReasonFeedbackState Reason = "feedback_state"
+)
+
 // Reasons of AWS calls (awsclient.Classify). The per-service ones are
 // listed for both services the relay calls.
 const (

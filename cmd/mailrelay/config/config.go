@@ -110,6 +110,9 @@ type Config struct {
 	SQSQueueURL          string
 	SQSVisibilityTimeout time.Duration
 	SQSMaxMessages       int
+
+	Pace     Pace     // sending pace (pace.go)
+	Feedback Feedback // SES feedback (feedback.go)
 }
 
 // Intakes of --intake.
@@ -204,6 +207,8 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.StringVar(&c.SQSQueueURL, "sqs-queue-url", "", "URL of the SQS queue read with --intake sqs (required then)")
 	fs.DurationVar(&c.SQSVisibilityTimeout, "sqs-visibility-timeout", 30*time.Second, "how long a received SQS message stays invisible; extended every third of it while a mail is worked on, so a crashed replica's messages come back after at most this")
 	fs.IntVar(&c.SQSMaxMessages, "sqs-max-messages", 10, "messages asked for by one SQS receive (1..10)")
+	c.Pace.flags(fs)
+	c.Feedback.flags(fs)
 	return fs
 }
 
@@ -507,6 +512,8 @@ func (c *Config) Validate() error {
 		bad("database-lease", "%s: want 3s..10m (the takeover time after a replica dies)", c.DatabaseLease)
 	}
 	c.validateIntake(bad)
+	c.Pace.validate(bad)
+	c.Feedback.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -331,6 +331,10 @@ func (r *run) intake(s queue) (*inbound.Handler, *sns.Verifier, error) {
 // their own, cancelled only once the drain is over.
 func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awsclient.Clients) error {
 	cfg := r.cfg
+	fb, err := r.feedback(ctx)
+	if err != nil {
+		return err
+	}
 	var replies *reply.Codec
 	if cfg.ReplyKey != "" {
 		c, err := reply.New([]byte(cfg.ReplyKey), []byte(cfg.ReplyKeyPrevious), cfg.ReplyMaxAge)
@@ -351,6 +355,8 @@ func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awscl
 		Aliases:     r.aliases.resolver,
 		AliasEvents: r.aliases.counter,
 		Replies:     replies,
+		Pacer:       r.pacer(ctx, clients.SES),
+		Feedback:    fb,
 		Policy: mailproc.Policy{
 			DropSpam:              cfg.DropSpam,
 			DropVirus:             cfg.DropVirus,

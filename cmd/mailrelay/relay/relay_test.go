@@ -188,10 +188,12 @@ func TestDuplicateForwardedOnce(t *testing.T) {
 func TestRestartResumesSpool(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.RetryMin, c.RetryMax = 10*time.Second, 10*time.Second })
 	const n = 20
-	// SES refuses everything: entries stay in the spool awaiting retry.
+	// SES fails everything: entries stay in the spool awaiting retry.
+	// (Not Throttling: SES is up then, and the pacer, not the breaker,
+	// slows down.)
 	errs := make([]error, n)
 	for i := range errs {
-		errs[i] = fakes.ErrThrottling
+		errs[i] = fakes.ErrInternal
 	}
 	h.SES.Fail(errs...)
 	for i := range n {
