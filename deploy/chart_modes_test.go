@@ -224,18 +224,6 @@ func secretRefs(c corev1.Container) map[string]string {
 	return out
 }
 
-// pendingSettings are variables of the operator contract that the chart sets
-// and that the relay may not know yet (they land with the state layer, the
-// SQS intake and the admin token). Once config.Flags lists one it is checked
-// like every other; until then config.Load ignores it.
-var pendingSettings = map[string]bool{
-	"RELAY_DATABASE_URL":     true,
-	"RELAY_DATABASE_MIGRATE": true,
-	"RELAY_INTAKE":           true,
-	"RELAY_SQS_QUEUE_URL":    true,
-	"RELAY_ADMIN_TOKEN":      true,
-}
-
 // checkSpoolClaim: without a database the spool is on the claim template's
 // volume, at RELAY_SPOOL_DIR, retained on scale-in, and there is one pod.
 func checkSpoolClaim(t *testing.T, r *rendered, spoolDir string, mounts map[string]corev1.VolumeMount) {
