@@ -96,6 +96,7 @@ fuzz:
 # the corpus of sample mails, and a kill -9 with restart mid-run.
 e2e: build
 	localstack/run.sh start
+	MAILRELAY_REQUIRE_LOCALSTACK=1 $(GO) test -count=1 ./inbound/sqsintake/
 	MAILRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v -timeout 10m ./localstack/e2e
 
 # Replay incident 004 against the in-process relay: 200/s for 2 minutes while
