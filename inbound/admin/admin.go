@@ -185,7 +185,9 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !checkBody(w, r, a.limits[pattern]) {
 		return
 	}
-	h.ServeHTTP(w, r)
+	// Through the mux, not h: only the mux's ServeHTTP sets the path's
+	// wildcards (r.PathValue).
+	a.mux.ServeHTTP(w, r)
 }
 
 // Item is one dead letter as the API shows it (payload omitted: it can be large).

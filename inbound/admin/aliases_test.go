@@ -21,8 +21,8 @@ aliases:
     forward_to: [alice@example.org]
 `
 
-// aliasServer serves the alias endpoints over a real SQLite store on
-// 127.0.0.1.
+// aliasServer serves the admin API with the alias endpoints over a real
+// SQLite store on 127.0.0.1, behind the guard as the relay serves them.
 func aliasServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	tab, err := aliases.Parse([]byte(aliasFile))
@@ -35,9 +35,12 @@ func aliasServer(t *testing.T) *httptest.Server {
 	}
 	t.Cleanup(func() { s.Close() })
 	file := func() *aliases.Table { return tab }
-	mux := http.NewServeMux()
-	RegisterAliases(mux, aliases.NewManager(file, s, aliases.NewCombined(file, s, aliases.CombinedOptions{})), nil)
-	srv := httptest.NewServer(mux)
+	h, err := New(Config{Queue: &fakeQueue{}, Token: testToken, Loopback: true,
+		Aliases: aliases.NewManager(file, s, aliases.NewCombined(file, s, aliases.CombinedOptions{}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -83,6 +86,8 @@ func TestAliasAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
