@@ -14,7 +14,8 @@
 // queue's dead-letter queue by SQS itself (redrive policy): the intake
 // never deletes a message to avoid that.
 //
-// What SQS does not keep is kept in the local Store (the spool): the sent
+// What SQS does not keep is kept in the Store (the local spool, or the
+// queue in PostgreSQL shared by every replica, mailproc/pgqueue): the sent
 // record of a message whose copies were partly sent (so a redelivery does
 // not send them again), the de-duplication marker of a finished SNS
 // MessageId (a redelivery, or the same notification delivered by HTTP too,
@@ -61,7 +62,8 @@ type Client interface {
 }
 
 // Store keeps what the queue does not: sent records, de-duplication
-// markers and dead letters (implemented by *spool.Spool).
+// markers and dead letters (implemented by *spool.Spool and, shared by
+// replicas, *pgqueue.Queue).
 type Store interface {
 	Put(ctx context.Context, e spool.Entry) (duplicate bool, err error)
 	Pending(id string) (spool.Entry, error)

@@ -17,14 +17,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailrelay/mailrelay/mailproc/statedb/pgtest"
 )
 
 // TestSQSIntakeTwoReplicas: SNS topic → SQS queue (raw message delivery
 // off) → two relays in --intake sqs mode on the same queue, one of them
 // killed with kill -9 mid-run and never restarted. Every mail is forwarded;
 // the kill may duplicate at most the one send its single worker had in
-// flight (SES has no idempotency key), byte-identical.
+// flight (SES has no idempotency key), byte-identical. Both ways to keep
+// the intake's sent records, markers and dead letters: each replica its
+// own spool, or one PostgreSQL shared by both (--database-url).
 func TestSQSIntakeTwoReplicas(t *testing.T) {
+	for _, backend := range []string{"spool", "postgres"} {
+		t.Run(backend, func(t *testing.T) { sqsTwoReplicas(t, backend) })
+	}
+}
+
+func sqsTwoReplicas(t *testing.T, backend string) {
 	ctx := context.Background()
 	cfg, s3c, snsc := setupLocalStack(t, ctx)
 	sqsc := sqs.NewFromConfig(cfg)
@@ -57,6 +68,10 @@ func TestSQSIntakeTwoReplicas(t *testing.T) {
 	if err := os.WriteFile(aliases, []byte("domains: ["+relayDomain+"]\naliases:\n  - address: "+alias+"\n    forward_to: ["+forwardTo+"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var dbURL string
+	if backend == "postgres" {
+		dbURL = pgtest.NewDatabase(t)
+	}
 	newRelay := func(n string) *relayProc {
 		r := &relayProc{t: t, inbound: freeAddr(t), health: freeAddr(t), admin: freeAddr(t), logPath: filepath.Join(dir, n+".log")}
 		r.env = append(os.Environ(),
@@ -66,6 +81,9 @@ func TestSQSIntakeTwoReplicas(t *testing.T) {
 			"RELAY_SNS_TOPIC_ARNS="+topicARN, "RELAY_SNS_CERT_URL_PREFIXES="+localstack+"/_aws/sns/",
 			"RELAY_SPOOL_DIR="+filepath.Join(dir, n+"-spool"), "RELAY_ALIASES_FILE="+aliases,
 			"RELAY_WORKERS=1", "RELAY_RETRY_MIN=200ms", "RELAY_RETRY_MAX=2s", "RELAY_LOG_LEVEL=info")
+		if dbURL != "" {
+			r.env = append(r.env, "RELAY_DATABASE_URL="+dbURL)
+		}
 		t.Cleanup(func() {
 			r.stop()
 			if t.Failed() {
@@ -140,5 +158,30 @@ func TestSQSIntakeTwoReplicas(t *testing.T) {
 			sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
 		return err == nil && out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 	})
-	t.Logf("%d mails through SNS → SQS → two relays, one killed with kill -9: all forwarded, %d duplicated by the kill", len(mails), duplicates)
+	if dbURL != "" {
+		// Every notification finished in the shared database: nothing held
+		// left behind by the killed replica.
+		waitFor(t, "every row finished in PostgreSQL", 30*time.Second, func() bool {
+			pending, done := dbCounts(t, dbURL)
+			return pending == 0 && done == len(mails)
+		})
+	}
+	t.Logf("%s: %d mails through SNS → SQS → two relays, one killed with kill -9: all forwarded, %d duplicated by the kill", backend, len(mails), duplicates)
+}
+
+// dbCounts returns the pending and finished rows of the shared queue.
+func dbCounts(t *testing.T, url string) (pending, done int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'done')
+FROM relay_messages`).Scan(&pending, &done); err != nil {
+		t.Fatal(err)
+	}
+	return pending, done
 }

@@ -123,6 +123,7 @@ type Pacer struct {
 	mu        sync.Mutex
 	lim       *rate.Limiter
 	share     float64 // this replica's share of the quota
+	peers     int     // live replicas at the last look (0: not asked yet)
 	current   float64 // the rate in force (share after cuts)
 	lastCut   time.Time
 	lastGrow  time.Time
@@ -232,24 +233,49 @@ func (p *Pacer) Refresh(ctx context.Context) (err error) {
 func (p *Pacer) setShare(q Quota, known bool, peers int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	first := known && !p.known
+	if known {
+		p.quota, p.known, p.sentSince = q, true, 0
+	}
+	p.divide(peers, first)
+}
+
+// RefreshPeers asks Peers again and divides the quota last learned by
+// their number, without asking SES: replicas come and go more often than
+// the quota changes (the caller polls it every few seconds). On an error
+// the share is kept.
+func (p *Pacer) RefreshPeers(ctx context.Context) error {
+	peers, err := p.opts.Peers.Peers(ctx)
+	if err != nil {
+		return fmt.Errorf("pace: peers: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.divide(max(peers, 1), false)
+	return nil
+}
+
+// divide sets the share: the account's rate (the quota when known, capped
+// by the ceiling) divided among peers. The first quota learned (first),
+// or a smaller share, applies at once; a larger share is reached by the
+// additive increase. p.mu is held.
+func (p *Pacer) divide(peers int, first bool) {
 	account := DefaultFallbackRate
 	switch {
-	case known && q.MaxSendRate > 0:
-		account = q.MaxSendRate
+	case p.known && p.quota.MaxSendRate > 0:
+		account = p.quota.MaxSendRate
 		if p.opts.Ceiling > 0 {
 			account = min(account, p.opts.Ceiling)
 		}
 	case p.opts.Ceiling > 0:
 		account = p.opts.Ceiling
 	}
-	share := account / float64(peers)
-	first := known && !p.known
-	if known {
-		p.quota, p.known, p.sentSince = q, true, 0
+	if p.peers != 0 && peers != p.peers {
+		p.log.Info("replicas sharing the SES rate changed", "replicas", peers, "was", p.peers)
 	}
+	p.peers = peers
+	share := account / float64(peers)
 	p.share = share
-	// The first quota learned, or a smaller share, applies at once; a
-	// larger share is reached by the additive increase.
 	if first || p.current > share {
 		p.current = share
 		p.lastGrow = p.opts.Now()

@@ -264,3 +264,61 @@ func TestMetricsRegisterTwice(t *testing.T) {
 		t.Errorf("second registration did not reuse the first's counter: %v", got)
 	}
 }
+
+// peersVar is a Peers whose answer the test changes.
+type peersVar struct {
+	n   int
+	err error
+}
+
+func (p *peersVar) Peers(context.Context) (int, error) { return p.n, p.err }
+
+// Replicas join and leave between quota refreshes: a smaller share applies
+// at once, a larger one is grown to; the daily count is not reset.
+func TestRefreshPeers(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	peers := &peersVar{n: 1}
+	p := New(Options{
+		Quota: quotaFunc(func(context.Context) (Quota, error) {
+			return Quota{MaxSendRate: 40, Max24HourSend: 1000, SentLast24Hours: 900}, nil
+		}),
+		Peers: peers, NearCap: 0.95, Now: clk.Now, Sleep: clk.Sleep,
+	})
+	if err := p.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(context.Background(), 4); err != nil { // 904 of 1000 used
+		t.Fatal(err)
+	}
+	for i, s := range []struct {
+		peers   int
+		err     error
+		advance time.Duration
+		want    float64
+	}{
+		{2, nil, 0, 20},
+		{4, nil, 0, 10},
+		{0, errors.New("db down"), 0, 10},
+		{2, nil, 0, 10},
+		{2, nil, 5 * time.Second, 15}, // a twentieth of the share (1/s) per second
+		{2, nil, 10 * time.Second, 20},
+		{1, nil, 0, 20},
+		{1, nil, 10 * time.Second, 40}, // 2/s
+	} {
+		peers.n, peers.err = s.peers, s.err
+		err := p.RefreshPeers(context.Background())
+		if (err != nil) != (s.err != nil) {
+			t.Fatalf("step %d: RefreshPeers: %v", i, err)
+		}
+		clk.now = clk.now.Add(s.advance)
+		if got := p.Limit(); math.Abs(got-s.want) > 1e-9 {
+			t.Fatalf("step %d (%d peers, +%v): Limit = %v, want %v", i, s.peers, s.advance, got, s.want)
+		}
+	}
+	p.mu.Lock()
+	sent := p.sentSince
+	p.mu.Unlock()
+	if sent != 4 {
+		t.Fatalf("sends since the quota was asked = %v, want 4 (RefreshPeers must not reset it)", sent)
+	}
+}

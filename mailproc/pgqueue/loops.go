@@ -27,8 +27,10 @@ func (q *Queue) loop(every time.Duration, fn func()) {
 	}()
 }
 
-// heartbeat extends the lease of every row this replica holds.
+// heartbeat records this replica as live and extends the lease of every
+// row it holds.
 func (q *Queue) heartbeat() {
+	q.beat()
 	q.mu.Lock()
 	ids := make([]string, 0, len(q.held))
 	for id := range q.held {
@@ -87,7 +89,10 @@ DELETE FROM relay_messages WHERE id IN (
   UNION ALL
   (SELECT id FROM relay_messages WHERE state = 'dead' AND dead_at <= now() - make_interval(secs => $2) LIMIT $1))`,
 			pruneBatch, q.o.MaxDeadLetterAge.Seconds())
-		return err
+		if err != nil {
+			return err
+		}
+		return q.pruneReplicas(ctx, p)
 	})
 	if err != nil {
 		q.log.Warn("pruning finished rows failed", "err", err)
@@ -144,8 +149,9 @@ type spoolWrap string
 
 func (e spoolWrap) Error() string { return "pgqueue: " + string(e) }
 
-// Close stops the loops and releases every claim this replica holds, so
-// other replicas take the work over at once instead of after the lease.
+// Close stops the loops, releases every claim this replica holds, so
+// other replicas take the work over at once instead of after the lease,
+// and removes the replica from the live ones (Peers).
 // Next returns spool.ErrClosed from then on. The database pool is the
 // caller's to close.
 func (q *Queue) Close() error {
@@ -165,5 +171,6 @@ func (q *Queue) Close() error {
 	for _, id := range ids {
 		q.Release(id)
 	}
+	q.leave()
 	return nil
 }

@@ -24,6 +24,11 @@
 //
 // Stats and Full answer from a snapshot refreshed in the background, so
 // metrics scrapes and readiness probes never wait on the database.
+//
+// The queue also keeps the SQS intake's state (held rows, see held.go:
+// Pending, Forget, DropHeld, as the spool does) and the table of live
+// replicas (relay_replicas, see replicas.go: Peers), which the heartbeat
+// keeps and the sending pace divides the SES rate by.
 package pgqueue
 
 import (
@@ -61,7 +66,9 @@ type Options struct {
 	Replica string
 	// Lease is how long a claim lasts without a heartbeat: the bound on
 	// how long the work of a replica that died waits before another takes
-	// it over (default 30 s). The heartbeat renews it every Lease/3.
+	// it over (default 30 s). The heartbeat renews it every Lease/3. A
+	// replica whose last heartbeat is older than Lease no longer counts
+	// among the live ones (Peers).
 	Lease time.Duration
 	// PollInterval is how often an idle Next looks for due work that
 	// other replicas accepted (default 500 ms); a Put on this replica

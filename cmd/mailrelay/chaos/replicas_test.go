@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +41,19 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int, dbURL string, sesLatency time.Duration) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, dbURL, clusterOptions{SES: fakes.SESOptions{Latency: sesLatency}})
+}
+
+// clusterOptions vary the cluster: the SES stand-in's options, a handler
+// in front of it (e.g. an outage), settings added to every replica.
+type clusterOptions struct {
+	SES      fakes.SESOptions
+	SESFront func(*fakes.SES) http.Handler
+	Env      []string
+}
+
+func startClusterWith(t *testing.T, n int, dbURL string, o clusterOptions) *cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs relay binaries on PostgreSQL; skipped with -short")
 	}
@@ -56,11 +70,17 @@ func startCluster(t *testing.T, n int, dbURL string, sesLatency time.Duration) *
 		t.Fatal(err)
 	}
 	t.Cleanup(s3.Close)
-	ses := fakes.NewSES(fakes.SESOptions{Latency: sesLatency})
+	ses := fakes.NewSES(o.SES)
 	if err := ses.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ses.Close)
+	sesURL := ses.URL()
+	if o.SESFront != nil {
+		front := httptest.NewServer(o.SESFront(ses))
+		t.Cleanup(front.Close)
+		sesURL = front.URL
+	}
 	aliasFile := filepath.Join(dir, "aliases.yaml")
 	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
 		t.Fatal(err)
@@ -74,8 +94,8 @@ func startCluster(t *testing.T, n int, dbURL string, sesLatency time.Duration) *
 	for i := range n {
 		spoolDir := filepath.Join(dir, "spool-"+strconv.Itoa(i))
 		r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, fmt.Sprintf("relay-%d.log", i)), inbound: freeAddr(t), health: freeAddr(t)}
-		r.env = relayEnv(home, r, s3.URL(), ses.URL(), prefix, spoolDir, aliasFile,
-			"RELAY_DATABASE_URL="+dbURL, "RELAY_DATABASE_LEASE="+replicaLease.String(), "RELAY_LOG_LEVEL=info")
+		r.env = relayEnv(home, r, s3.URL(), sesURL, prefix, spoolDir, aliasFile,
+			append([]string{"RELAY_DATABASE_URL=" + dbURL, "RELAY_DATABASE_LEASE=" + replicaLease.String(), "RELAY_LOG_LEVEL=info"}, o.Env...)...)
 		if err := r.start(); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/mailrelay/mailrelay/mailproc/feedback"
+	"github.com/mailrelay/mailrelay/mailproc/feedback/pgstore"
 	"github.com/mailrelay/mailrelay/mailproc/feedback/sqlitestore"
 )
 
@@ -13,17 +14,25 @@ import (
 // directory.
 const StateDBName = "mailrelay-state.db"
 
-// feedback opens the embedded feedback state (SQLite beside the spool) and
-// returns the handler of SES feedback; the database is closed when Serve
+// feedback opens the feedback state — in the shared database with
+// --database-url (every replica sees every pause, complaint and daily
+// count), else embedded (SQLite beside the spool) — and returns the
+// handler of SES feedback; the embedded database is closed when Serve
 // returns.
 func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 	cfg := r.cfg.Feedback
-	path := filepath.Join(filepath.Dir(filepath.Clean(r.cfg.SpoolDir)), StateDBName)
-	store, err := sqlitestore.Open(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("feedback state: %w", err)
+	var store feedback.Store
+	if r.db != nil {
+		store = pgstore.New(r.db) // its tables come with the queue's migrations
+	} else {
+		path := filepath.Join(filepath.Dir(filepath.Clean(r.cfg.SpoolDir)), StateDBName)
+		s, err := sqlitestore.Open(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("feedback state: %w", err)
+		}
+		r.onStop(func() { _ = s.Close() })
+		store = s
 	}
-	r.onStop(func() { _ = store.Close() })
 	return feedback.NewHandler(feedback.Options{
 		Store:             store,
 		Aliases:           r.aliases.resolver,

@@ -60,6 +60,7 @@ func (r *run) openQueue(ctx context.Context) (queue, error) {
 		return nil, err
 	}
 	r.onStop(db.Close)
+	r.db = db
 	q := pgqueue.New(db, pgqueue.Options{
 		Lease:       cfg.DatabaseLease,
 		MaxMessages: cfg.SpoolMaxMessages,

@@ -29,6 +29,7 @@ import (
 	"github.com/mailrelay/mailrelay/mailproc"
 	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
+	"github.com/mailrelay/mailrelay/mailproc/statedb"
 	"github.com/mailrelay/mailrelay/telemetry"
 )
 
@@ -93,6 +94,7 @@ type run struct {
 	draining atomic.Bool
 	spool    atomic.Pointer[spool.Spool] // the embedded queue, if it is one
 	queue    atomic.Value                // queue, once open (read by readiness)
+	db       *statedb.DB                 // the shared database (--database-url), else nil
 	aliases  *aliasSet
 	inbound  *http.Server
 	pool     *mailproc.Pool

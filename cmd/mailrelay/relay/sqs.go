@@ -33,10 +33,11 @@ func (a sqsClient) ChangeVisibility(ctx context.Context, receiptHandle string, d
 	return a.c.ChangeVisibility(ctx, receiptHandle, d)
 }
 
-// workQueue is what the workers take from: the spool alone with the HTTP
-// intake only; with SQS, the SQS intake merged with the spool (which holds
-// redriven dead letters, reconciled mail and, with http,sqs, what /sns
-// stored). The SQS intake is closed after the workers (stops run in
+// workQueue is what the workers take from: the queue (the spool, or
+// PostgreSQL with --database-url) alone with the HTTP intake only; with
+// SQS, the SQS intake merged with the queue (which holds the intake's sent
+// records, markers and dead letters, redriven dead letters, reconciled
+// mail and, with http,sqs, what /sns stored). The SQS intake is closed after the workers (stops run in
 // reverse): every message still held is then visible again at once.
 func (r *run) workQueue(ctx context.Context, s queue, verifier *sns.Verifier, awsOverride *awsclient.Options) (mailproc.Queue, error) {
 	cfg := r.cfg
