@@ -56,7 +56,11 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("alias database path %q: '?' and '#' are not allowed", path)
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	// A rollback journal, not WAL: WAL maps a -shm file even to read, and
+	// on a full disk (the spool's neighbour) that fails, so the relay could
+	// not start to answer 503 and wait for space. With a rollback journal,
+	// reads need no file of their own; only writes fail while it is full.
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(DELETE)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open alias database %s: %w", path, err)

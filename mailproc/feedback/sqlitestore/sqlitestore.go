@@ -34,7 +34,11 @@ var _ feedback.Store = (*Store)(nil)
 // Open opens (creating) the database file at path and applies the
 // migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+	// A rollback journal, not WAL: WAL maps a -shm file even to read, and
+	// on a full disk (the spool's neighbour) that fails, so the relay could
+	// not start to answer 503 and wait for space. With a rollback journal,
+	// reads need no file of their own; only writes fail while it is full.
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(DELETE)&_pragma=synchronous(FULL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("feedback store: %w", err)
