@@ -32,7 +32,7 @@ step = printf '\n==> %s\n' "$(1)"; s0=$$(date +%s); \
 	rc=0; $(2) || rc=$$?; kill $$tick 2>/dev/null; wait $$tick 2>/dev/null; \
 	printf '    done in %ss: %s\n' $$(( $$(date +%s) - s0 )) "$(1)"; [ $$rc -eq 0 ]
 
-.PHONY: all build deps run test test-groups vet vulncheck fuzz bench e2e incident clean
+.PHONY: bench-all all build deps run test test-groups vet vulncheck fuzz bench e2e incident clean
 
 all: build
 
@@ -105,7 +105,24 @@ e2e: build
 incident:
 	$(GO) run ./cmd/mailrelay-load
 
+# Benchmarks of issue 13, rendered into docs/benchmarks.md (between the
+# bench markers) by cmd/mailrelay-bench: intake (1/16/64 senders, and the
+# open-loop 2,000/s run with the disk's fdatasync p99 and CPU per mail), the
+# worker path per mail size on one core, the rewrite alone, the spool.
+# BENCH_COUNT repeats each (medians are reported). bench-all runs every
+# benchmark of every package, printed only.
+BENCH_COUNT ?= 3
+BENCH_OUT   ?= bin/bench.txt
 bench:
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench 'Intake$$' -benchtime 3000x -count $(BENCH_COUNT) ./cmd/mailrelay/relay | tee $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench 'IntakePaced' -benchtime 30000x -count $(BENCH_COUNT) -timeout 30m ./cmd/mailrelay/relay | tee -a $(BENCH_OUT)
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'WorkerPath' -benchmem -benchtime 2s -count $(BENCH_COUNT) ./mailproc | tee -a $(BENCH_OUT)
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'Rewrite' -benchmem -count $(BENCH_COUNT) ./mailproc/rewrite | tee -a $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench 'PutSync|LifecycleMem' -benchmem -count $(BENCH_COUNT) ./mailproc/spool | tee -a $(BENCH_OUT)
+	$(GO) run ./cmd/mailrelay-bench -doc docs/benchmarks.md < $(BENCH_OUT)
+
+bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:

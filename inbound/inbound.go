@@ -380,7 +380,7 @@ func (h *Handler) readBodyLimited(r *http.Request) ([]byte, error) {
 func (h *Handler) enqueue(ctx context.Context, m *sns.Message, o *outcome) (string, error) {
 	payload := []byte(m.Message)
 	kind := ""
-	n, perr := sesnotify.Parse(payload)
+	n, perr := sesnotify.ParseBrief(payload)
 	if perr == nil {
 		kind, o.sesID = n.NotificationType, n.Mail.MessageID
 	}

@@ -59,7 +59,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 	if res, ok := p.recordFeedback(ctx, e.Payload); ok {
 		return res
 	}
-	n, err := sesnotify.Parse(e.Payload)
+	n, err := sesnotify.ParseBrief(e.Payload)
 	if err != nil {
 		return result{err: failure.Permanent(failure.ReasonMalformedNotification, err)}
 	}
@@ -251,7 +251,7 @@ func allSent(groups []group, sent map[string]string) bool {
 // SES wrote on top of the stored mail decides after the fetch (loopReason).
 func nullSource(n *sesnotify.Notification) bool {
 	src := strings.TrimSpace(n.Mail.Source)
-	return src == "<>" || src == "" && len(n.Mail.Headers) > 0
+	return src == "<>" || src == "" && n.Mail.HeadersListed
 }
 
 // loopMarker is the value of the loop marker (rewrite.LoopHeader) on copies

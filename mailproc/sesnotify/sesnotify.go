@@ -65,16 +65,19 @@ type Notification struct {
 
 // Mail describes the received message.
 type Mail struct {
-	Timestamp        time.Time     `json:"timestamp"`
-	Source           string        `json:"source"` // envelope MAIL FROM
-	SourceArn        string        `json:"sourceArn,omitempty"`
-	SourceIP         string        `json:"sourceIp,omitempty"`
-	SendingAccountID string        `json:"sendingAccountId,omitempty"`
-	MessageID        string        `json:"messageId"` // SES message id; the S3 object key of the S3 action
-	Destination      []string      `json:"destination"`
-	HeadersTruncated bool          `json:"headersTruncated"`
-	Headers          []Header      `json:"headers,omitempty"`
-	CommonHeaders    CommonHeaders `json:"commonHeaders"`
+	Timestamp        time.Time `json:"timestamp"`
+	Source           string    `json:"source"` // envelope MAIL FROM
+	SourceArn        string    `json:"sourceArn,omitempty"`
+	SourceIP         string    `json:"sourceIp,omitempty"`
+	SendingAccountID string    `json:"sendingAccountId,omitempty"`
+	MessageID        string    `json:"messageId"` // SES message id; the S3 object key of the S3 action
+	Destination      []string  `json:"destination"`
+	HeadersTruncated bool      `json:"headersTruncated"`
+	Headers          []Header  `json:"headers,omitempty"`
+	// HeadersListed says whether the notification listed any header (set
+	// by Parse and ParseBrief; ParseBrief leaves Headers nil).
+	HeadersListed bool          `json:"-"`
+	CommonHeaders CommonHeaders `json:"commonHeaders"`
 }
 
 // Header is one mail header as SES lists it.
@@ -137,6 +140,63 @@ func Parse(b []byte) (*Notification, error) {
 	if err := json.Unmarshal(b, &n); err != nil {
 		return nil, malformed("%v", err)
 	}
+	n.Mail.HeadersListed = len(n.Mail.Headers) > 0
+	return check(&n)
+}
+
+// ParseBrief is Parse without decoding mail.headers and mail.commonHeaders
+// (they are skipped, still checked to be well-formed JSON): Headers is nil,
+// CommonHeaders zero, HeadersListed says whether any header was listed. The
+// header list is most of a notification's decoding cost, and the intake
+// and the workers need none of it.
+func ParseBrief(b []byte) (*Notification, error) {
+	var w struct {
+		NotificationType string `json:"notificationType"`
+		Mail             struct {
+			Timestamp        time.Time      `json:"timestamp"`
+			Source           string         `json:"source"`
+			SourceArn        string         `json:"sourceArn"`
+			SourceIP         string         `json:"sourceIp"`
+			SendingAccountID string         `json:"sendingAccountId"`
+			MessageID        string         `json:"messageId"`
+			Destination      []string       `json:"destination"`
+			HeadersTruncated bool           `json:"headersTruncated"`
+			Headers          headerPresence `json:"headers"`
+			// commonHeaders: not a field, skipped.
+		} `json:"mail"`
+		Receipt   *Receipt        `json:"receipt"`
+		Content   string          `json:"content"`
+		Bounce    json.RawMessage `json:"bounce"`
+		Complaint json.RawMessage `json:"complaint"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, malformed("%v", err)
+	}
+	m := w.Mail
+	return check(&Notification{
+		NotificationType: w.NotificationType,
+		Mail: Mail{Timestamp: m.Timestamp, Source: m.Source, SourceArn: m.SourceArn, SourceIP: m.SourceIP,
+			SendingAccountID: m.SendingAccountID, MessageID: m.MessageID, Destination: m.Destination,
+			HeadersTruncated: m.HeadersTruncated, HeadersListed: bool(m.Headers)},
+		Receipt: w.Receipt, Content: w.Content, Bounce: w.Bounce, Complaint: w.Complaint,
+	})
+}
+
+// headerPresence decodes a header list into whether it has any element,
+// without decoding the elements' strings (each must still be an object).
+type headerPresence bool
+
+func (h *headerPresence) UnmarshalJSON(b []byte) error {
+	var l []struct{} // zero-size elements: nothing decoded, nothing allocated per header
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	*h = len(l) > 0
+	return nil
+}
+
+// check applies Parse's rules to a decoded notification.
+func check(n *Notification) (*Notification, error) {
 	switch n.NotificationType {
 	case TypeReceived:
 		if n.Receipt == nil {
@@ -165,7 +225,7 @@ func Parse(b []byte) (*Notification, error) {
 	if n.Mail.MessageID == "" {
 		return nil, malformed("no mail.messageId")
 	}
-	return &n, nil
+	return n, nil
 }
 
 func malformed(format string, args ...any) error {

@@ -97,14 +97,40 @@ type Options struct {
 // The index is rebuilt from q/ on Open, so every unfinished entry resumes
 // after a restart. Leases are in memory only: a crash releases them.
 //
-// Durability: every change of an entry's state (Put, MarkSent, Retry,
-// Complete, DeadLetter, Redrive, burying a corrupt entry) is one pebble batch
-// committed with pebble.Sync, so it is on disk before the call returns and
-// all of its keys change together or not at all. Concurrent commits share
-// WAL fsyncs (pebble's group commit). The in-memory index follows a write
-// only after it has committed. The one write without fsync is the removal of
-// expired dedupe markers (pruneOnce), which a later pass redoes if a crash
-// loses it.
+// Durability. Every change of an entry's state is one pebble batch, so all
+// of its keys change together or not at all, and the in-memory index follows
+// a write only after it has committed. pebble's WAL is one append-only log:
+// a synced commit makes every commit before it durable too, and a crash
+// loses at most a suffix of unsynced commits, never one from the middle.
+// Concurrent synced commits share WAL fsyncs (pebble's group commit).
+//
+//   - Put (the acknowledgement), MarkSent, Retry, DeadLetter, Redrive and
+//     burying a corrupt entry commit with pebble.Sync: on disk before the
+//     call returns. Put is the one synced commit of a mail on the
+//     acknowledgement path; MarkSent is a worker's, after the send, and
+//     shares fsyncs with the Puts around it.
+//   - Complete commits without a sync. The entry's sent-record (MarkSent)
+//     is durable before Complete is called, so a crash that loses a
+//     Complete (and with it every commit after the last synced one) brings
+//     back entries whose every copy is recorded sent: the worker completes
+//     them again without sending (mailproc's allSent), nor downloading. The
+//     dedupe marker is lost with it, but the pending entry dedupes the
+//     same ID meanwhile. Cost of a crash: some entries finished twice
+//     (their S3 object deleted again, a feedback notification applied
+//     again: complaints count once per feedbackId), never a copy sent
+//     twice.
+//   - What a crash can cost in duplicates is unchanged: a copy is sent
+//     again only if the crash falls between SES accepting it and its
+//     MarkSent commit returning, so at most one duplicate per send in
+//     flight (one per worker) per crash, and never a loss: nothing is
+//     acknowledged before its Put is synced.
+//   - MarkSent must stay synced: unsynced, a crash could lose the sent-
+//     records of every copy sent since the last sync (any number of mails,
+//     not one per worker), and Complete's safety rests on it.
+//
+// The other writes without fsync are the removal of expired dedupe markers
+// (pruneOnce), which a later pass redoes if a crash loses it, and of dead
+// letters over their bounds (below).
 //
 // Dead letters are bounded by count, payload bytes and age; over a bound
 // the oldest (by DeadAt) are deleted (expireDead, without fsync like the

@@ -60,6 +60,13 @@ func move[F, T any](s *Spool, b *pebble.Batch, from space[F], id string, to spac
 // change in the error of a failed commit. It returns an error wrapping
 // ErrNotFound if id is not pending.
 func (s *Spool) transition(id, verb string, stage func(*pebble.Batch) error, index func(*item)) error {
+	return s.transitionSync(id, verb, pebble.Sync, stage, index)
+}
+
+// transitionSync is transition with the commit's durability chosen by the
+// caller: pebble.NoSync only for a change whose loss in a crash is safe
+// (Complete).
+func (s *Spool) transitionSync(id, verb string, wo *pebble.WriteOptions, stage func(*pebble.Batch) error, index func(*item)) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
@@ -74,7 +81,7 @@ func (s *Spool) transition(id, verb string, stage func(*pebble.Batch) error, ind
 	if err := stage(b); err != nil {
 		return err
 	}
-	if err := s.commit(b, pebble.Sync); err != nil {
+	if err := s.commit(b, wo); err != nil {
 		return fmt.Errorf("spool: %s %q: %w", verb, id, err)
 	}
 	if index != nil {

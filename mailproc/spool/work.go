@@ -154,9 +154,13 @@ func (s *Spool) Release(id string) {
 }
 
 // Complete finishes id: the entry is deleted and a dedupe marker expiring
-// after DedupeTTL is written, in one durable write.
+// after DedupeTTL is written, in one atomic write that is not synced (see
+// "Durability" on Spool): the next synced commit (any Put, MarkSent, ...)
+// makes it durable. A crash before that brings the entry back; its sent-
+// record is durable, so the worker finds every copy sent and completes it
+// again without sending anything.
 func (s *Spool) Complete(id string) error {
-	return s.transition(id, "completing", func(b *pebble.Batch) error {
+	return s.transitionSync(id, "completing", pebble.NoSync, func(b *pebble.Batch) error {
 		exp := expiryAt(s.now(), s.dedupeTTL)
 		b.Delete(dbKey(prefixQueue, id), nil)
 		b.Set(dbKey(prefixSeen, id), encodeExpiry(exp), nil)

@@ -1,0 +1,139 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkIntakePaced is the open-loop run SNS makes: b.N signed
+// notifications of 5 KB mails (S3 action) posted at 2,000/s whatever the
+// answers take, into the real relay with its workers forwarding every mail
+// through the S3 and SES stand-ins on the same cores. Latency is counted
+// from the time each delivery was due, so a stall delays the ones behind it
+// (no coordinated omission). Beside it a prober writes 4 KiB and fdatasyncs
+// a file in the spool's directory every 2 ms: the disk's own sync latency
+// in the same run. Reported: ack p50/p99, the fdatasync p50/p99, and CPU
+// per mail (the whole process's user+system CPU from the first delivery
+// until the last mail reached SES, ÷ mails; it includes the load generator
+// and the stand-ins). Run: go test -run '^$' -bench IntakePaced -benchtime 30000x ./cmd/mailrelay/relay
+func BenchmarkIntakePaced(b *testing.B) {
+	const rate = 2000
+	h := newHarness(b, nil)
+	mail := bytes.Repeat([]byte("x"), 5<<10)
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		id := fmt.Sprintf("paced-%d", i)
+		m := append(testMail(i), mail...)
+		if err := h.Env.Put("ses-"+id, m); err != nil {
+			b.Fatal(err)
+		}
+		bodies[i] = h.Env.Sign(id, h.Env.Received("ses-"+id, "shop@relay.example.com"))
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
+	url := "http://" + h.Relay.InboundAddr + "/sns"
+	// SNS gives up on a delivery after 15 s by default; so does this.
+	client.Timeout = 15 * time.Second
+
+	stop := make(chan struct{})
+	syncs := make(chan []time.Duration, 1)
+	go func() { syncs <- probeFdatasync(b, filepath.Join(h.Env.Dir, "fdatasync-probe"), stop) }()
+
+	lat := make([]time.Duration, b.N)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	cpu0, cpuOK := processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		due := start.Add(time.Duration(i) * time.Second / rate)
+		time.Sleep(time.Until(due))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(due)
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.SES.WaitSent(ctx, b.N); err != nil {
+		b.Fatalf("forwarded %d of %d: %v", len(h.SES.Sent()), b.N, err)
+	}
+	b.StopTimer()
+	cpu1, cpuOK1 := processCPU()
+	close(stop)
+	sy := <-syncs
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d deliveries not acknowledged", f, b.N)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(pct(lat, 0.50), "p50-ms")
+	b.ReportMetric(pct(lat, 0.99), "p99-ms")
+	if len(sy) > 0 {
+		b.ReportMetric(pct(sy, 0.50), "fdatasync-p50-ms")
+		b.ReportMetric(pct(sy, 0.99), "fdatasync-p99-ms")
+	}
+	if cpuOK && cpuOK1 {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/mail")
+	}
+}
+
+// pct is the p-quantile of sorted d in milliseconds.
+func pct(d []time.Duration, p float64) float64 {
+	return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+}
+
+// probeFdatasync writes 4 KiB and fdatasyncs path every 2 ms until stop,
+// returning the sorted sync latencies.
+func probeFdatasync(b *testing.B, path string, stop <-chan struct{}) []time.Duration {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := bytes.Repeat([]byte("p"), 4096)
+	var out []time.Duration
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for off := int64(0); ; off = (off + 4096) % (1 << 20) {
+		select {
+		case <-stop:
+			slices.Sort(out)
+			return out
+		case <-t.C:
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			b.Error(err)
+			return nil
+		}
+		t0 := time.Now()
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			b.Error(err)
+			return nil
+		}
+		out = append(out, time.Since(t0))
+	}
+}
