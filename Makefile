@@ -20,7 +20,7 @@ BIN_EXEC = $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 # must be every package (`make test` checks that first).
 TEST_GROUPS ?= ./telemetry/... ./health/... ./mailproc/... ./inbound/... ./awsclient/... \
 	./cmd/mailrelay/config/... ./cmd/mailrelay/recovery/... ./cmd/mailrelay/devstack/... \
-	./cmd/mailrelay ./cmd/mailrelay/relay/... ./cmd/mailrelay/chaos/... ./cmd/mailrelay-load/... \
+	./cmd/mailrelay ./cmd/mailrelay/relay/... ./cmd/mailrelay/chaos/... ./cmd/mailrelay-load/... ./cmd/mailrelay-bench/... \
 	./localstack/... ./docs/...
 
 # $(call step,WHAT,COMMAND): print "==> WHAT", run COMMAND with a "... still

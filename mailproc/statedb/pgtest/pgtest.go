@@ -43,6 +43,10 @@ const RequireEnv = "MAILRELAY_REQUIRE_POSTGRES"
 // startTimeout bounds how long a server may take to accept connections.
 const startTimeout = 60 * time.Second
 
+// FsyncEnv, set to "on", makes servers started afterwards fsync their WAL
+// (the default is off: tests need no crash safety of the machine).
+const FsyncEnv = "PGTEST_FSYNC"
+
 // ErrNotInstalled is returned (wrapped) when no initdb/postgres is found.
 var ErrNotInstalled = errors.New("pgtest: PostgreSQL (initdb, postgres) not installed")
 
@@ -313,16 +317,21 @@ func (s *Server) run() error {
 	if err != nil {
 		return err
 	}
+	// Test servers trade crash safety of the machine for speed; the
+	// relay's commit semantics (synchronous_commit) are unchanged.
+	// Benchmarks set FsyncEnv=on to pay for durability like production.
+	fsync := "off"
+	if os.Getenv(FsyncEnv) == "on" {
+		fsync = "on"
+	}
 	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"),
 		"-c", "listen_addresses=127.0.0.1",
 		"-p", strconv.Itoa(s.port),
 		"-c", "unix_socket_directories="+s.dir,
 		"-c", "max_connections=200",
 		"-c", "synchronous_commit=on",
-		// Test servers trade crash safety of the machine for speed; the
-		// relay's commit semantics (synchronous_commit) are unchanged.
-		"-c", "fsync=off",
-		"-c", "full_page_writes=off",
+		"-c", "fsync="+fsync,
+		"-c", "full_page_writes="+fsync,
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
