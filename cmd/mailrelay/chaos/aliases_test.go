@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/mail"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
@@ -33,31 +31,8 @@ func TestAliasesAndRepliesThroughBinary(t *testing.T) {
 		t.Skip("builds and runs the relay binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := buildRelay(t, dir)
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, closeCert := signer.Serve()
-	defer closeCert()
-	s3, err := fakes.NewS3()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s3.Close()
-	ses := fakes.NewSES(fakes.SESOptions{})
-	if err := ses.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	st := newStage(t, dir, fakes.SESOptions{})
+	bin, signer, prefix, s3, ses, aliasFile, home := st.bin, st.signer, st.certPrefix, st.s3, st.ses, st.aliasFile, st.home
 	adminAddr := freeAddr(t)
 	r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(t), health: freeAddr(t)}
 	r.env = relayEnv(home, r, s3.URL(), ses.URL(), prefix, filepath.Join(dir, "spool"), aliasFile,

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 )
 
 // TestKillNineUnderLoad posts signed notifications at a steady rate while
@@ -46,34 +45,8 @@ func TestKillNineUnderLoad(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	dir := t.TempDir()
-	bin := buildRelay(t, dir)
-
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, closeCert := signer.Serve()
-	defer closeCert()
-	s3, err := fakes.NewS3()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s3.Close()
-	// SES takes a little time per send, so kills land while sends are in flight.
-	ses := fakes.NewSES(fakes.SESOptions{Latency: 10 * time.Millisecond})
-	if err := ses.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	st := newStage(t, dir, fakes.SESOptions{Latency: 10 * time.Millisecond})
+	bin, signer, prefix, s3, ses, aliasFile, home := st.bin, st.signer, st.certPrefix, st.s3, st.ses, st.aliasFile, st.home
 	r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(t), health: freeAddr(t)}
 	r.env = relayEnv(home, r, s3.URL(), ses.URL(), prefix, filepath.Join(dir, "spool"), aliasFile,
 		"RELAY_LOG_LEVEL=warn")

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 )
 
 // mountTmpfs mounts a tmpfs of size at dir (created), unmounted at Cleanup.
@@ -98,34 +97,8 @@ func TestDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	fsDir := filepath.Join(dir, "spoolfs")
 	mountTmpfs(t, fsDir, "16m")
-	bin := buildRelay(t, dir)
-
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, closeCert := signer.Serve()
-	defer closeCert()
-	s3, err := fakes.NewS3()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s3.Close()
-	// Slow sends: the first deliveries are still being forwarded (their
-	// MarkSent and Complete written) when the disk fills.
-	ses := fakes.NewSES(fakes.SESOptions{Latency: time.Second})
-	if err := ses.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	st := newStage(t, dir, fakes.SESOptions{Latency: time.Second})
+	bin, signer, prefix, s3, ses, aliasFile, home := st.bin, st.signer, st.certPrefix, st.s3, st.ses, st.aliasFile, st.home
 	r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(t), health: freeAddr(t)}
 	r.env = relayEnv(home, r, s3.URL(), ses.URL(), prefix, filepath.Join(fsDir, "spool"), aliasFile,
 		"RELAY_LOG_LEVEL=info", "RELAY_SPOOL_RESERVE_BYTES="+fmt.Sprint(2<<20))

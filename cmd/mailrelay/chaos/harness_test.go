@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 	"github.com/mailrelay/mailrelay/mailproc/sesnotify"
 )
 
@@ -74,6 +75,47 @@ func moduleRoot(t *testing.T) string {
 	}
 	t.Fatal("go.mod not found above the working directory")
 	return ""
+}
+
+// stage is what a test of the binary runs it against, all in one
+// directory: the built binary, an SNS signer with its certificate server,
+// the S3 and SES stand-ins, the alias file (aliasesYAML) and a home
+// directory. Everything is closed when the test ends.
+type stage struct {
+	bin, aliasFile, home, certPrefix string
+	signer                           *snstest.Signer
+	s3                               *fakes.S3
+	ses                              *fakes.SES
+}
+
+// newStage builds the binary into dir and starts the stand-ins, the SES
+// one with sesOpts.
+func newStage(t *testing.T, dir string, sesOpts fakes.SESOptions) *stage {
+	t.Helper()
+	st := &stage{bin: buildRelay(t, dir), aliasFile: filepath.Join(dir, "aliases.yaml"), home: filepath.Join(dir, "home")}
+	var err error
+	if st.signer, err = snstest.NewSigner(); err != nil {
+		t.Fatal(err)
+	}
+	prefix, closeCert := st.signer.Serve()
+	t.Cleanup(closeCert)
+	st.certPrefix = prefix
+	if st.s3, err = fakes.NewS3(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.s3.Close)
+	st.ses = fakes.NewSES(sesOpts)
+	if err := st.ses.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.ses.Close)
+	if err := os.WriteFile(st.aliasFile, []byte(aliasesYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(st.home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // buildRelay builds ./cmd/mailrelay into dir and returns the binary's path.

@@ -58,36 +58,13 @@ func startClusterWith(t *testing.T, n int, dbURL string, o clusterOptions) *clus
 		t.Skip("builds and runs relay binaries on PostgreSQL; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := buildRelay(t, dir)
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, closeCert := signer.Serve()
-	t.Cleanup(closeCert)
-	s3, err := fakes.NewS3()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s3.Close)
-	ses := fakes.NewSES(o.SES)
-	if err := ses.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ses.Close)
+	st := newStage(t, dir, o.SES)
+	bin, signer, prefix, s3, ses, aliasFile, home := st.bin, st.signer, st.certPrefix, st.s3, st.ses, st.aliasFile, st.home
 	sesURL := ses.URL()
 	if o.SESFront != nil {
 		front := httptest.NewServer(o.SESFront(ses))
 		t.Cleanup(front.Close)
 		sesURL = front.URL
-	}
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
 	}
 	c := &cluster{t: t, signer: signer, s3: s3, ses: ses,
 		client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}

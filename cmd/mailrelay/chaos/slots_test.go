@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mailrelay/mailrelay/awsclient/fakes"
-	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 )
 
 // TestSlotsCannotBeHoarded runs the real binary with --inbound-max-conns 4
@@ -35,31 +34,8 @@ func TestSlotsCannotBeHoarded(t *testing.T) {
 		within   = 2 * time.Second
 	)
 	dir := t.TempDir()
-	bin := buildRelay(t, dir)
-	signer, err := snstest.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, closeCert := signer.Serve()
-	defer closeCert()
-	s3, err := fakes.NewS3()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s3.Close()
-	ses := fakes.NewSES(fakes.SESOptions{})
-	if err := ses.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-	aliasFile := filepath.Join(dir, "aliases.yaml")
-	if err := os.WriteFile(aliasFile, []byte(aliasesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	st := newStage(t, dir, fakes.SESOptions{})
+	bin, signer, prefix, s3, ses, aliasFile, home := st.bin, st.signer, st.certPrefix, st.s3, st.ses, st.aliasFile, st.home
 	r := &relayProc{t: t, bin: bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(t), health: freeAddr(t)}
 	r.env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
