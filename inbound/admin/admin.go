@@ -63,6 +63,9 @@ type Config struct {
 	SNS SNSIntake
 	// Aliases, if set, serves the alias endpoints (aliases.go).
 	Aliases AliasAdmin
+	// Destinations, if set, serves the destination endpoints
+	// (destinations.go).
+	Destinations DestinationAdmin
 	// SNSMaxBodyBytes caps POST /sns/redrive's body (default
 	// inbound.DefaultMaxBodyBytes); other bodies are capped at
 	// DefaultMaxBodyBytes.
@@ -133,6 +136,9 @@ func New(cfg Config) (http.Handler, error) {
 		// the guard and at MaxAliasRequestBytes by the handlers.
 		RegisterAliases(a.mux, cfg.Aliases, a.log)
 	}
+	if cfg.Destinations != nil {
+		RegisterDestinations(a.mux, cfg.Destinations, a.log)
+	}
 	return a, nil
 }
 
@@ -185,7 +191,9 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !checkBody(w, r, a.limits[pattern]) {
 		return
 	}
-	h.ServeHTTP(w, r)
+	// Through the mux again, not h: only ServeMux.ServeHTTP sets the
+	// path's wildcards ({address}), which Handler does not.
+	a.mux.ServeHTTP(w, r)
 }
 
 // Item is one dead letter as the API shows it (payload omitted: it can be large).
