@@ -302,6 +302,7 @@ func (r *run) awsOptions(override *awsclient.Options) awsclient.Options {
 	o.S3GetTimeout, o.S3DeleteTimeout, o.SESSendTimeout = cfg.S3Timeout, cfg.S3Timeout, cfg.SESTimeout
 	o.MaxAttempts = cfg.AWSMaxAttempts
 	o.SendMode = cfg.SESAPI
+	o.ConfigurationSet = cfg.Feedback.SESConfigurationSet
 	o.MaxObjectBytes = cfg.MaxMessageBytes
 	o.Metrics, o.Logger = r.m, r.log.With("component", "aws")
 	return o
