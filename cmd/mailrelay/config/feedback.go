@@ -21,7 +21,7 @@ func (f *Feedback) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&f.BouncePauseHard, "bounce-pause-hard", feedback.DefaultPauseHard, "a permanent SES bounce pauses forwarding to that destination for this long (its mail is dead-lettered destination_paused)")
 	fs.DurationVar(&f.BouncePauseSoft, "bounce-pause-soft", feedback.DefaultPauseSoft, "a transient SES bounce pauses forwarding to that destination for this long")
 	fs.IntVar(&f.ComplaintsDisable, "complaints-disable", feedback.DefaultComplaintsDisable, "complaints within 30 days that disable an alias (its mail dropped alias_disabled; negative: never)")
-	fs.StringVar(&f.SESConfigurationSet, "ses-configuration-set", "", "SES configuration set named on every send, with a message tag alias=<the alias, characters other than A-Z a-z 0-9 _ - as _> (event publishing, reputation metrics; empty: none)")
+	fs.StringVar(&f.SESConfigurationSet, "ses-configuration-set", "", "SES configuration set named on every send, with the message tag alias: the alias, each character other than A-Z a-z 0-9 _ - replaced by _ (event publishing, reputation metrics; empty: none)")
 	fs.IntVar(&f.DailyCapPerDestination, "daily-cap-per-destination", 0, "most mails forwarded to one destination per UTC day; over it mail is dead-lettered daily_cap (0: no cap)")
 }
 
