@@ -22,6 +22,7 @@ func TestManagedAliases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json") // the admin guard's rule for a POST
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
