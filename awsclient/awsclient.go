@@ -118,6 +118,11 @@ type Options struct {
 	// SendMode is SendModeSES (default) or SendModeSESv2.
 	SendMode string
 
+	// ConfigurationSet, if set, is the SES configuration set named on
+	// every send (event publishing, reputation metrics), which then also
+	// carries the message tag TagAlias (see AliasTag).
+	ConfigurationSet string
+
 	// Breaker configures both dependencies' circuit breakers.
 	Breaker BreakerSettings
 
@@ -226,7 +231,7 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 		}
 	})
 
-	sc := &SES{dep: sesdep, timeout: opts.SESSendTimeout, mode: opts.SendMode}
+	sc := &SES{dep: sesdep, timeout: opts.SESSendTimeout, mode: opts.SendMode, configSet: opts.ConfigurationSet}
 	switch opts.SendMode {
 	case SendModeSES:
 		sc.v1 = ses.NewFromConfig(cfg, func(o *ses.Options) {

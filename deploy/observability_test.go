@@ -175,6 +175,9 @@ func TestDashboardAndAlertsReadExportedMetrics(t *testing.T) {
 			"mailrelay_queue_messages", "mailrelay_queue_oldest_age_seconds", "mailrelay_deadletter_messages",
 			"mailrelay_messages_total", "mailrelay_inbound_requests_total", "mailrelay_health_request_duration_seconds",
 			"mailrelay_inflight_bytes",
+			// SES account health: feedback and the sending pace.
+			"mailrelay_feedback_total", "mailrelay_ses_send_rate_limit", "mailrelay_ses_max_send_rate",
+			"mailrelay_ses_throttles_total", "mailrelay_ses_token_wait_seconds", "mailrelay_ses_daily_quota_used_ratio",
 		} {
 			if !read[want] {
 				t.Errorf("no panel shows %s", want)

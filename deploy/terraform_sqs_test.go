@@ -16,7 +16,7 @@ func TestTerraformSQSIntake(t *testing.T) {
 	tf, _ := loadTerraform(t)
 	counted := []struct{ typ, name string }{
 		{"aws_sqs_queue", "intake"}, {"aws_sqs_queue", "intake_dlq"}, {"aws_sqs_queue_policy", "intake"},
-		{"aws_sns_topic_subscription", "intake"}, {"aws_iam_role_policy", "relay_intake"},
+		{"aws_sns_topic_subscription", "intake"}, {"aws_sns_topic_subscription", "intake_feedback"}, {"aws_iam_role_policy", "relay_intake"},
 	}
 	for _, on := range []bool{false, true} {
 		vars := map[string]cty.Value{"sqs_intake": cty.BoolVal(on)}
@@ -74,8 +74,12 @@ func TestTerraformSQSIntake(t *testing.T) {
 		t.Error("intake queue policy principal must be sns.amazonaws.com")
 	}
 	conds := children(sts[0], "condition")
-	if len(conds) != 1 || !refers(conds[0], "values", "aws_sns_topic", "inbound") {
-		t.Error("intake queue policy must be conditioned on the inbound topic's ARN")
+	if len(conds) != 1 || !refers(conds[0], "values", "aws_sns_topic", "inbound") || !refers(conds[0], "values", "aws_sns_topic", "feedback") {
+		t.Error("intake queue policy must be conditioned on the inbound and feedback topics' ARNs")
+	}
+	fsub := one(t, tf, "resource", "aws_sns_topic_subscription", "intake_feedback")
+	if !refers(fsub, "endpoint", "aws_sqs_queue", "intake") || !refers(fsub, "topic_arn", "aws_sns_topic", "feedback") || eval(t, ctx, fsub, "raw_message_delivery").True() {
+		t.Error("the feedback topic must deliver to the intake queue, raw delivery off")
 	}
 
 	// The relay reads the queue and nothing more.

@@ -420,3 +420,38 @@ func TestS3Faults(t *testing.T) {
 		t.Errorf("%d requests counted, want 7", n)
 	}
 }
+
+// TestSESTags: tags and the configuration set are recorded on both APIs;
+// a tag SES would refuse is refused.
+func TestSESTags(t *testing.T) {
+	s := startSES(t, SESOptions{})
+	ctx := context.Background()
+	v1 := ses.NewFromConfig(testConfig(), func(o *ses.Options) { o.BaseEndpoint = aws.String(s.URL()) })
+	v2 := sesv2.NewFromConfig(testConfig(), func(o *sesv2.Options) { o.BaseEndpoint = aws.String(s.URL()) })
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{{"alias", "shop_relay_example_com", true}, {"alias", "shop@relay.example.com", false}, {"bad name", "x", false}, {"alias", "", false}} {
+		_, err1 := v1.SendRawEmail(ctx, &ses.SendRawEmailInput{
+			Destinations: []string{"alice@example.org"}, RawMessage: &sestypes.RawMessage{Data: []byte(testMail)},
+			ConfigurationSetName: aws.String("set-1"), Tags: []sestypes.MessageTag{{Name: aws.String(tc.name), Value: aws.String(tc.value)}},
+		})
+		_, err2 := v2.SendEmail(ctx, &sesv2.SendEmailInput{
+			Destination:          &sesv2types.Destination{ToAddresses: []string{"alice@example.org"}},
+			Content:              &sesv2types.EmailContent{Raw: &sesv2types.RawMessage{Data: []byte(testMail)}},
+			ConfigurationSetName: aws.String("set-2"), EmailTags: []sesv2types.MessageTag{{Name: aws.String(tc.name), Value: aws.String(tc.value)}},
+		})
+		if (err1 == nil) != tc.ok || (err2 == nil) != tc.ok {
+			t.Errorf("tag %s=%q: v1 %v, v2 %v; want ok %v", tc.name, tc.value, err1, err2, tc.ok)
+		}
+	}
+	sent := s.Sent()
+	if len(sent) != 2 {
+		t.Fatalf("sent %d, want 2", len(sent))
+	}
+	for i, set := range []string{"set-1", "set-2"} {
+		if sent[i].ConfigurationSet != set || sent[i].Tags["alias"] != "shop_relay_example_com" || len(sent[i].Tags) != 1 {
+			t.Errorf("sent %d: set %q tags %v", i, sent[i].ConfigurationSet, sent[i].Tags)
+		}
+	}
+}

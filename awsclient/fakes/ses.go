@@ -35,6 +35,13 @@ type Sent struct {
 	Raw          []byte    // the raw message, exactly as received
 	At           time.Time // when it was accepted
 	API          string    // "ses" (SendRawEmail) or "sesv2" (SendEmail)
+	// ConfigurationSet is the configuration set named (v1
+	// ConfigurationSetName, v2 ConfigurationSetName); "" for none.
+	ConfigurationSet string
+	// Tags are the message tags (v1 Tags, v2 EmailTags) by name; nil for
+	// none. Names and values are checked as SES does ([A-Za-z0-9_-],
+	// 1 to 256 characters; a bad one is answered InvalidParameterValue).
+	Tags map[string]string
 }
 
 // SESError is an error the fake SES answers, in the v1 code set. On the
@@ -326,7 +333,7 @@ func sendRawEmailFromForm(form url.Values) (Sent, error) {
 	if a := form.Get("Action"); a != "SendRawEmail" {
 		return Sent{}, &SESError{Status: http.StatusBadRequest, Code: "InvalidAction", Message: fmt.Sprintf("action %q is not supported by the fake", a)}
 	}
-	m := Sent{API: "ses", Source: form.Get("Source")}
+	m := Sent{API: "ses", Source: form.Get("Source"), ConfigurationSet: form.Get("ConfigurationSetName")}
 	// Destinations.member.1, .2, ...: bounded by the number of form keys.
 	for i := 1; i <= len(form); i++ {
 		d, ok := form["Destinations.member."+strconv.Itoa(i)]
@@ -334,6 +341,16 @@ func sendRawEmailFromForm(form url.Values) (Sent, error) {
 			break
 		}
 		m.Destinations = append(m.Destinations, d[0])
+	}
+	for i := 1; i <= len(form); i++ {
+		p := "Tags.member." + strconv.Itoa(i) + "."
+		name, ok := form[p+"Name"]
+		if !ok || len(name) == 0 {
+			break
+		}
+		if err := m.addTag(name[0], form.Get(p+"Value")); err != nil {
+			return Sent{}, err
+		}
 	}
 	data, ok := form["RawMessage.Data"]
 	if !ok || len(data) == 0 || data[0] == "" {
@@ -349,8 +366,10 @@ func sendRawEmailFromForm(form url.Values) (Sent, error) {
 
 // sendEmailV2 is the part of the SES v2 SendEmail request the fake reads.
 type sendEmailV2 struct {
-	FromEmailAddress *string
-	Destination      *struct {
+	FromEmailAddress     *string
+	ConfigurationSetName *string
+	EmailTags            []struct{ Name, Value string }
+	Destination          *struct {
 		ToAddresses, CcAddresses, BccAddresses []string
 	}
 	Content struct {
@@ -378,7 +397,42 @@ func sendEmailFromV2(req sendEmailV2) (Sent, error) {
 	if d := req.Destination; d != nil {
 		m.Destinations = append(append(append(m.Destinations, d.ToAddresses...), d.CcAddresses...), d.BccAddresses...)
 	}
+	if req.ConfigurationSetName != nil {
+		m.ConfigurationSet = *req.ConfigurationSetName
+	}
+	for _, t := range req.EmailTags {
+		if err := m.addTag(t.Name, t.Value); err != nil {
+			return Sent{}, err
+		}
+	}
 	return m, nil
+}
+
+// addTag records a message tag, refusing what SES refuses.
+func (m *Sent) addTag(name, value string) error {
+	for _, v := range []string{name, value} {
+		if !validTag(v) {
+			return &SESError{Status: http.StatusBadRequest, Code: "InvalidParameterValue",
+				Message: fmt.Sprintf("Invalid tag %s=%s: tag names and values contain only ASCII letters, digits, underscores and dashes, 1 to 256 characters.", name, value)}
+		}
+	}
+	if m.Tags == nil {
+		m.Tags = map[string]string{}
+	}
+	m.Tags[name] = value
+	return nil
+}
+
+func validTag(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // WriteSESError answers err in the format of SES v1 (query API, XML) or,

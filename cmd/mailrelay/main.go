@@ -68,7 +68,7 @@ func report(err error, args []string, stderr io.Writer) int {
 		if args[0] == "deadletter" && len(args) > 1 && (args[1] == "list" || args[1] == "redrive") {
 			cmd += " " + args[1]
 		}
-		if args[0] == "alias" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		if (args[0] == "alias" || args[0] == "destination") && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
 			cmd += " " + args[1]
 		}
 	}
@@ -91,6 +91,8 @@ commands:
   alias list | show ALIAS      list the aliases, or show one
   alias disable|enable|block-promotional|delete ALIAS
                                change the state of a managed alias, or remove it
+  destination list | show ADDR | unpause ADDR
+                               destinations paused by SES bounces; end a pause
   config                       print every setting with its RELAY_* variable
   migrate                      apply the PostgreSQL schema's migrations (RELAY_DATABASE_URL)
   dev [send FILE.eml...]       local playground with stand-ins for S3/SES/SNS; send pushes mail through
@@ -104,7 +106,7 @@ commands:
 
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "deadletter", "alias", "config", "dev", "redrive-sns-dlq", "reconcile", "migrate":
+	case "serve", "deadletter", "alias", "destination", "config", "dev", "redrive-sns-dlq", "reconcile", "migrate":
 		return true
 	}
 	return false
@@ -122,6 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deadletter(ctx, args[1:], stdout, stderr)
 	case "alias":
 		return alias(ctx, args[1:], stdout, stderr)
+	case "destination":
+		return destination(ctx, args[1:], stdout, stderr)
 	case "config":
 		return printConfig(stdout)
 	case "dev":

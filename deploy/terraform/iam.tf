@@ -57,6 +57,15 @@ data "aws_iam_policy_document" "relay" {
       [aws_sesv2_configuration_set.relay.arn],
     )
   }
+  # The account's sending quota (SES GetSendQuota, SESv2 GetAccount) for the sending pace.
+  # Read-only, and these actions take no resource: IAM accepts only "*" for them. The one
+  # statement on "*" the checks in deploy/terraform_test.go allow, for exactly these actions.
+  statement {
+    sid       = "ReadSendingQuota"
+    effect    = "Allow"
+    actions   = ["ses:GetSendQuota", "ses:GetAccount"]
+    resources = ["*"]
+  }
   statement {
     sid    = "DrainSNSDeadLetters"
     effect = "Allow"

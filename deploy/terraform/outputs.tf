@@ -24,12 +24,17 @@ output "sns_dlq_name" {
 }
 
 output "feedback_topic_arn" {
-  description = "Topic of the configuration set's Bounce and Complaint events."
+  description = "Topic of the configuration set's Bounce and Complaint events and the identities' notifications; the relay is subscribed and needs it in RELAY_SNS_TOPIC_ARNS (see relay_sns_topic_arns)."
   value       = aws_sns_topic.feedback.arn
 }
 
+output "relay_sns_topic_arns" {
+  description = "RELAY_SNS_TOPIC_ARNS for the relay (Helm value config.RELAY_SNS_TOPIC_ARNS): the inbound topic, then the feedback topic."
+  value       = join(",", [aws_sns_topic.inbound.arn, aws_sns_topic.feedback.arn])
+}
+
 output "configuration_set_name" {
-  description = "SES configuration set of the relay identities."
+  description = "SES configuration set of the relay identities: the relay's RELAY_SES_CONFIGURATION_SET (Helm value config.RELAY_SES_CONFIGURATION_SET), so every send names it with the alias tag."
   value       = aws_sesv2_configuration_set.relay.configuration_set_name
 }
 

@@ -74,7 +74,7 @@ data "aws_iam_policy_document" "sns_dlq" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_sns_topic.inbound.arn]
+      values   = [aws_sns_topic.inbound.arn, aws_sns_topic.feedback.arn]
     }
   }
 }
@@ -85,10 +85,12 @@ resource "aws_sqs_queue_policy" "sns_dlq" {
 }
 
 # Bounce and complaint events of the mail the relay sends (configuration set event
-# destination), and the identities' Bounce and Complaint notifications (the same feedback in
-# the notificationType form; a consumer dedupes by mail.messageId). Not subscribed by the relay: it reads SES notifications (notificationType),
-# and event publishing sends eventType records, which it would answer 400. Subscribe the
-# feedback handling here once it exists.
+# destination, eventType records), and the identities' Bounce and Complaint notifications
+# (the same feedback in the notificationType form). The relay reads both forms and is
+# subscribed below: a bounce pauses the destination, a complaint counts against the alias;
+# the same feedback twice changes nothing more (a pause is kept, a complaint counts once per
+# feedbackId). Run the relay with this topic in RELAY_SNS_TOPIC_ARNS too (output
+# relay_sns_topic_arns).
 resource "aws_sns_topic" "feedback" {
   name              = "${var.name}-feedback"
   signature_version = 2
@@ -124,4 +126,20 @@ data "aws_iam_policy_document" "feedback_topic" {
 resource "aws_sns_topic_policy" "feedback" {
   arn    = aws_sns_topic.feedback.arn
   policy = data.aws_iam_policy_document.feedback_topic.json
+}
+
+# The relay's subscription to the feedback topic: the same endpoint, delivery policy and
+# dead-letter queue as the inbound one (feedback the relay cannot take for an hour waits
+# there; drain it with redrive-sns-dlq).
+resource "aws_sns_topic_subscription" "relay_feedback" {
+  topic_arn                       = aws_sns_topic.feedback.arn
+  protocol                        = "https"
+  endpoint                        = var.relay_endpoint_url
+  endpoint_auto_confirms          = true
+  confirmation_timeout_in_minutes = 5
+  raw_message_delivery            = false
+  delivery_policy                 = jsonencode(local.delivery_policy)
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.sns_dlq.arn
+  })
 }

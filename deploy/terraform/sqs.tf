@@ -41,7 +41,7 @@ data "aws_iam_policy_document" "intake_queue" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_sns_topic.inbound.arn]
+      values   = [aws_sns_topic.inbound.arn, aws_sns_topic.feedback.arn]
     }
   }
 }
@@ -55,6 +55,16 @@ resource "aws_sqs_queue_policy" "intake" {
 resource "aws_sns_topic_subscription" "intake" {
   count                = var.sqs_intake ? 1 : 0
   topic_arn            = aws_sns_topic.inbound.arn
+  protocol             = "sqs"
+  endpoint             = aws_sqs_queue.intake[0].arn
+  raw_message_delivery = false
+  depends_on           = [aws_sqs_queue_policy.intake]
+}
+
+# SES feedback through the same queue (the relay tells feedback from mail by its content).
+resource "aws_sns_topic_subscription" "intake_feedback" {
+  count                = var.sqs_intake ? 1 : 0
+  topic_arn            = aws_sns_topic.feedback.arn
   protocol             = "sqs"
   endpoint             = aws_sqs_queue.intake[0].arn
   raw_message_delivery = false

@@ -63,6 +63,9 @@ type Config struct {
 	SNS SNSIntake
 	// Aliases, if set, serves the alias endpoints (aliases.go).
 	Aliases AliasAdmin
+	// Destinations, if set, serves the destination endpoints
+	// (destinations.go).
+	Destinations DestinationAdmin
 	// SNSMaxBodyBytes caps POST /sns/redrive's body (default
 	// inbound.DefaultMaxBodyBytes); other bodies are capped at
 	// DefaultMaxBodyBytes.
@@ -132,6 +135,9 @@ func New(cfg Config) (http.Handler, error) {
 		// Behind the same guard; bodies capped at DefaultMaxBodyBytes by
 		// the guard and at MaxAliasRequestBytes by the handlers.
 		RegisterAliases(a.mux, cfg.Aliases, a.log)
+	}
+	if cfg.Destinations != nil {
+		RegisterDestinations(a.mux, cfg.Destinations, a.log)
 	}
 	return a, nil
 }

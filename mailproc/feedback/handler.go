@@ -32,6 +32,11 @@ type Resolver interface {
 type Options struct {
 	Store   Store
 	Aliases Resolver
+	// AliasStates, if set, is where a complaint-driven disable goes for a
+	// managed alias (its state becomes disabled, as `mailrelay alias
+	// disable` does); aliases it does not hold — the alias file's, which
+	// are read-only, or a catch-all's — are disabled in Store instead.
+	AliasStates AliasStates
 	// PauseHard and PauseSoft are how long a permanent and a transient
 	// (or undetermined) bounce pause a destination.
 	PauseHard, PauseSoft time.Duration
@@ -143,10 +148,11 @@ func (h *Handler) apply(ctx context.Context, e *Event) (string, error) {
 			return "", err
 		}
 		if h.o.ComplaintsDisable > 0 && n >= h.o.ComplaintsDisable {
-			if err := h.o.Store.DisableAlias(ctx, from, now, fmt.Sprintf("%d complaints within %s", n, ComplaintWindow)); err != nil {
+			where, err := h.disable(ctx, from, now, fmt.Sprintf("%d complaints within %s", n, ComplaintWindow))
+			if err != nil {
 				return "", err
 			}
-			h.o.Logger.Warn("alias disabled after complaints", "alias", from, "complaints", n)
+			h.o.Logger.Warn("alias disabled after complaints", "alias", from, "complaints", n, "in", where)
 			return ActionDisabled, nil
 		}
 		return ActionComplaint, nil

@@ -65,6 +65,7 @@ func TestLoadErrors(t *testing.T) {
 		{"short reply key", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY": "secret"}, "RELAY_REPLY_KEY"},
 		{"previous key alone", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY_PREVIOUS": strings.Repeat("k", 32)}, "without --reply-key"},
 		{"reply max age", []string{"--reply-max-age", "0s"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--reply-max-age"},
+		{"bad configuration set", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_SES_CONFIGURATION_SET": "relay.feedback"}, "--ses-configuration-set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,7 @@ func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 	return feedback.NewHandler(feedback.Options{
 		Store:             store,
 		Aliases:           r.aliases.resolver,
+		AliasStates:       r.aliases.manager, // complaint disables of managed aliases
 		PauseHard:         cfg.BouncePauseHard,
 		PauseSoft:         cfg.BouncePauseSoft,
 		ComplaintsDisable: cfg.ComplaintsDisable,

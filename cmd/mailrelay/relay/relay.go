@@ -27,6 +27,7 @@ import (
 	"github.com/mailrelay/mailrelay/inbound/sns"
 	"github.com/mailrelay/mailrelay/inbound/sqsintake"
 	"github.com/mailrelay/mailrelay/mailproc"
+	"github.com/mailrelay/mailrelay/mailproc/feedback"
 	"github.com/mailrelay/mailrelay/mailproc/reply"
 	"github.com/mailrelay/mailrelay/mailproc/spool"
 	"github.com/mailrelay/mailrelay/mailproc/statedb"
@@ -96,6 +97,7 @@ type run struct {
 	queue    atomic.Value                // queue, once open (read by readiness)
 	db       *statedb.DB                 // the shared database (--database-url), else nil
 	aliases  *aliasSet
+	fb       *feedback.Handler // SES feedback state (feedback.go)
 	inbound  *http.Server
 	pool     *mailproc.Pool
 	sqs      *sqsintake.Queue // nil unless --intake has sqs
@@ -148,6 +150,9 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	})
 
 	if r.aliases, err = r.openAliases(ctx); err != nil { // aliases.go
+		return err
+	}
+	if r.fb, err = r.feedback(ctx); err != nil { // feedback.go; before the admin API, which shows it
 		return err
 	}
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
@@ -214,7 +219,8 @@ func (r *run) startAdmin(s admin.Queue, intake *inbound.Handler) (string, error)
 		Buckets:         cfg.S3Buckets,
 		TopicARNs:       cfg.SNSTopicARNs,
 		Domains:         func() []string { return r.aliases.file.Table().Domains() },
-		Aliases:         r.aliases.manager,
+		Aliases:         feedback.NewAliasAdmin(r.aliases.manager, r.fb),
+		Destinations:    r.fb,
 		SNS:             intake,
 		SNSMaxBodyBytes: cfg.SNSMaxBodyBytes,
 		RetryAfter:      cfg.RetryAfter,
@@ -298,6 +304,7 @@ func (r *run) awsOptions(override *awsclient.Options) awsclient.Options {
 	o.S3GetTimeout, o.S3DeleteTimeout, o.SESSendTimeout = cfg.S3Timeout, cfg.S3Timeout, cfg.SESTimeout
 	o.MaxAttempts = cfg.AWSMaxAttempts
 	o.SendMode = cfg.SESAPI
+	o.ConfigurationSet = cfg.Feedback.SESConfigurationSet
 	o.MaxObjectBytes = cfg.MaxMessageBytes
 	o.Metrics, o.Logger = r.m, r.log.With("component", "aws")
 	return o
@@ -333,10 +340,6 @@ func (r *run) intake(s queue) (*inbound.Handler, *sns.Verifier, error) {
 // their own, cancelled only once the drain is over.
 func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awsclient.Clients) error {
 	cfg := r.cfg
-	fb, err := r.feedback(ctx)
-	if err != nil {
-		return err
-	}
 	var replies *reply.Codec
 	if cfg.ReplyKey != "" {
 		c, err := reply.New([]byte(cfg.ReplyKey), []byte(cfg.ReplyKeyPrevious), cfg.ReplyMaxAge)
@@ -358,7 +361,7 @@ func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awscl
 		AliasEvents: r.aliases.counter,
 		Replies:     replies,
 		Pacer:       r.pacer(ctx, clients.SES),
-		Feedback:    fb,
+		Feedback:    r.fb,
 		Policy: mailproc.Policy{
 			DropSpam:              cfg.DropSpam,
 			DropVirus:             cfg.DropVirus,
