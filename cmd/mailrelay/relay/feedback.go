@@ -45,3 +45,15 @@ func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 		Logger:            r.log.With("component", "feedback"),
 	}), nil
 }
+
+// observeFeedback keeps the paused-destination and alias-state gauges
+// current until the relay stops.
+func (r *run) observeFeedback(ctx context.Context) {
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.fb.Observe(bg, feedback.NewStateMetrics(r.m.Registry), feedback.NewAliasAdmin(r.aliases.manager, r.fb))
+	}()
+	r.onStop(func() { stop(); <-done })
+}

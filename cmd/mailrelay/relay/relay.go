@@ -155,6 +155,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	if r.fb, err = r.feedback(ctx); err != nil { // feedback.go; before the admin API, which shows it
 		return err
 	}
+	r.observeFeedback(ctx)
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
