@@ -343,6 +343,25 @@ func TestPackageDocs(t *testing.T) {
 	}
 }
 
+// TestDesignMapsEveryPackage: docs/design.md's package map names every
+// package of the main module (as `dir`), so a new package is placed in
+// the map when it is added. The deploy module has its own row.
+func TestDesignMapsEveryPackage(t *testing.T) {
+	root := repoRoot(t)
+	design, err := os.ReadFile(filepath.Join(root, "docs", "design.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range goPackages(t, root) {
+		if dir == "." || dir == "deploy" || strings.HasPrefix(dir, "deploy/") {
+			continue
+		}
+		if !strings.Contains(string(design), "`"+dir+"`") {
+			t.Errorf("package %s/ is not in docs/design.md's package map: add a row | `%s` | what it does | what it uses |", dir, dir)
+		}
+	}
+}
+
 // docOK reports whether file has a package comment in the usual form.
 func docOK(file *ast.File) bool {
 	if file.Doc == nil {
