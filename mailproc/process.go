@@ -1,7 +1,6 @@
 package mailproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
@@ -52,8 +50,6 @@ func (g group) key() string {
 }
 
 var errUnavailable = errors.New("a dependency's circuit breaker is open")
-
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
 	if res, ok := p.recordFeedback(ctx, e.Payload); ok {
@@ -193,13 +189,10 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		reserve = need
 	}
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 1<<20 { // do not pin large buffers
-			buf.Reset()
-			bufPool.Put(buf)
-		}
-	}()
+	// Room for the mail and its rewritten header (bufpool.go): the body is
+	// copied once, into a buffer that does not grow.
+	buf := getBuf(len(raw) + 16<<10)
+	defer putBuf(buf)
 	for _, g := range groups {
 		key := g.key()
 		if _, done := e.Sent[key]; done {
