@@ -170,6 +170,7 @@ type Pool struct {
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	log    *slog.Logger
+	addrs  addrCache // validAddress answers
 }
 
 // New validates cfg and returns a pool that is not yet running.
@@ -423,6 +424,14 @@ func newByteBudget(limit int64, gauge interface{ Set(float64) }) *byteBudget {
 // acquire waits for n bytes of budget; n is at most the limit.
 func (b *byteBudget) acquire(ctx context.Context, n int64) error {
 	n = min(n, b.limit)
+	b.mu.Lock()
+	if b.used+n <= b.limit { // the common case: no wait, nothing to set up
+		b.used += n
+		b.gauge.Set(float64(b.used))
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		b.cond.Broadcast()

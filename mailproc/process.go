@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
@@ -323,6 +324,33 @@ func validAddress(a string) bool {
 	return err == nil && addr.Name == "" && addr.Address == a
 }
 
+// addrCache remembers validAddress's answers: every mail to an alias
+// checks the alias and each of its destinations, the same few addresses
+// again and again. At most maxCachedAddrs are kept (then it starts over).
+type addrCache struct {
+	mu sync.RWMutex
+	m  map[string]bool
+}
+
+const maxCachedAddrs = 4096
+
+func (c *addrCache) valid(a string) bool {
+	c.mu.RLock()
+	ok, found := c.m[a]
+	c.mu.RUnlock()
+	if found {
+		return ok
+	}
+	ok = validAddress(a)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedAddrs {
+		c.m = make(map[string]bool)
+	}
+	c.m[a] = ok
+	c.mu.Unlock()
+	return ok
+}
+
 // route resolves each recipient and groups them into copies, one per alias;
 // a reply address (with replies on) is resolved by routeReply, source being
 // the envelope sender.
@@ -360,8 +388,11 @@ func (p *Pool) route(ctx context.Context, recipients []string, source string) ([
 		}
 		// Whatever the Resolver: an alias or destination SES would refuse
 		// is dropped now, not sent and retried for a day.
-		valid := slices.DeleteFunc(slices.Clone(r.ForwardTo), func(a string) bool { return !validAddress(a) })
-		if !validAddress(r.Alias) || len(valid) == 0 {
+		valid := r.ForwardTo
+		if slices.ContainsFunc(valid, func(a string) bool { return !p.addrs.valid(a) }) {
+			valid = slices.DeleteFunc(slices.Clone(valid), func(a string) bool { return !p.addrs.valid(a) })
+		}
+		if !p.addrs.valid(r.Alias) || len(valid) == 0 {
 			dropped = append(dropped, failure.ReasonInvalidRecipient)
 			continue
 		}
