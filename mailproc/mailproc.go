@@ -143,6 +143,10 @@ type Config struct {
 	Pacer Pacer
 	// Feedback, when set, handles SES feedback (see Feedback).
 	Feedback Feedback
+	// IntakeActive, when set, counts the notifications the intake is
+	// acknowledging; the workers give way to them when the CPU is short
+	// (see giveway.go).
+	IntakeActive func() int64
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -170,7 +174,8 @@ type Pool struct {
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	log    *slog.Logger
-	addrs  addrCache // validAddress answers
+	addrs  addrCache  // validAddress answers
+	lane   sync.Mutex // held by the one worker taking mail while the intake comes first (giveway.go)
 }
 
 // New validates cfg and returns a pool that is not yet running.
@@ -252,8 +257,12 @@ func (p *Pool) worker(takeCtx, workCtx context.Context) {
 		if !p.waitAvailable(takeCtx) {
 			return
 		}
+		single := p.giveWay() // giveway.go
 		e, err := p.cfg.Queue.Next(takeCtx)
 		if err != nil {
+			if single {
+				p.lane.Unlock()
+			}
 			if takeCtx.Err() != nil || errors.Is(err, spool.ErrClosed) {
 				return
 			}
@@ -266,6 +275,9 @@ func (p *Pool) worker(takeCtx, workCtx context.Context) {
 			continue
 		}
 		p.handle(workCtx, e)
+		if single {
+			p.lane.Unlock()
+		}
 	}
 }
 
