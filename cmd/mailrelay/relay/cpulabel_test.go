@@ -16,13 +16,20 @@ import (
 // the relay's own goroutines (those labelled relaytest.RelayLabel) and the
 // background garbage collection of the whole process (runtime.gcBgMarkWorker,
 // which no label attributes to the goroutines that allocated). ok is false
-// when a profile is already running (go test -cpuprofile).
+// when a profile is already running (go test -cpuprofile). Call stop at
+// least once (defer it: a benchmark that fails must not leave the profile
+// running for the next); calls after the first return ok false.
 func relayCPU() (stop func() (relay, gc time.Duration, ok bool)) {
 	var buf bytes.Buffer
 	if err := pprof.StartCPUProfile(&buf); err != nil {
 		return func() (time.Duration, time.Duration, bool) { return 0, 0, false }
 	}
+	stopped := false
 	return func() (relay, gc time.Duration, ok bool) {
+		if stopped {
+			return 0, 0, false
+		}
+		stopped = true
 		pprof.StopCPUProfile()
 		p, err := profile.Parse(&buf)
 		if err != nil {

@@ -60,6 +60,7 @@ func BenchmarkIntakePaced(b *testing.B) {
 	var wg sync.WaitGroup
 	cpu0, cpuOK := processCPU()
 	stopProfile := relayCPU()
+	defer stopProfile()
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
