@@ -174,6 +174,7 @@ type Pool struct {
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	log    *slog.Logger
+	logs   bool       // log is enabled at some level (the highest, Error, included)
 	addrs  addrCache  // validAddress answers
 	lane   sync.Mutex // held by the one worker taking mail while the intake comes first (giveway.go)
 }
@@ -216,7 +217,8 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger}, nil
+	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger,
+		logs: cfg.Logger.Enabled(context.Background(), slog.LevelError)}, nil
 }
 
 // Start launches the workers. They take new work until Stop; work in
@@ -312,7 +314,10 @@ func (p *Pool) available() bool {
 // handle runs one attempt and records its outcome in the queue.
 func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 	start := p.cfg.Now()
-	log := p.log.With("sns_message_id", e.ID, "attempt", e.Attempts+1)
+	log := p.log
+	if p.logs { // With formats its attributes at once: not for a logger that discards everything
+		log = log.With("sns_message_id", e.ID, "attempt", e.Attempts+1)
+	}
 	var res result
 	func() {
 		defer func() {
@@ -334,7 +339,7 @@ func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.Logger) {
 	m := p.cfg.Metrics.Messages
 	q := p.cfg.Queue
-	if res.sesID != "" {
+	if res.sesID != "" && p.logs {
 		log = log.With("ses_message_id", res.sesID)
 	}
 	switch {
