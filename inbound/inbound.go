@@ -115,7 +115,13 @@ type Handler struct {
 	maxPending  int64
 	pending     atomic.Int64 // store writes in progress
 	bodyTimeout time.Duration
+	active      atomic.Int64 // deliveries being handled
 }
+
+// Active is the number of deliveries being handled, from the moment the
+// handler starts until it has answered: the relay's workers give way to
+// them when the CPU is short (mailproc.Config.IntakeActive).
+func (h *Handler) Active() int64 { return h.active.Load() }
 
 // New validates cfg and returns a Handler.
 func New(cfg Config) (*Handler, error) {
@@ -195,6 +201,8 @@ type outcome struct {
 // nil; a panic is recovered, counted, and answered 500.
 func (h *Handler) ServeSNS(c echo.Context) (err error) {
 	start := time.Now()
+	h.active.Add(1)
+	defer h.active.Add(-1)
 	o := &outcome{typ: TypeInvalid}
 	defer func() {
 		if r := recover(); r != nil {

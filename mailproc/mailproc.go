@@ -143,6 +143,10 @@ type Config struct {
 	Pacer Pacer
 	// Feedback, when set, handles SES feedback (see Feedback).
 	Feedback Feedback
+	// IntakeActive, when set, counts the notifications the intake is
+	// acknowledging; the workers give way to them when the CPU is short
+	// (see giveway.go).
+	IntakeActive func() int64
 
 	// Attempt bounds one processing attempt (fetch + all sends).
 	AttemptTimeout time.Duration
@@ -170,6 +174,9 @@ type Pool struct {
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	log    *slog.Logger
+	logs   bool       // log is enabled at some level (the highest, Error, included)
+	addrs  addrCache  // validAddress answers
+	lane   sync.Mutex // held by the one worker taking mail while the intake comes first (giveway.go)
 }
 
 // New validates cfg and returns a pool that is not yet running.
@@ -210,7 +217,8 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger}, nil
+	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger,
+		logs: cfg.Logger.Enabled(context.Background(), slog.LevelError)}, nil
 }
 
 // Start launches the workers. They take new work until Stop; work in
@@ -251,8 +259,12 @@ func (p *Pool) worker(takeCtx, workCtx context.Context) {
 		if !p.waitAvailable(takeCtx) {
 			return
 		}
+		single := p.giveWay() // giveway.go
 		e, err := p.cfg.Queue.Next(takeCtx)
 		if err != nil {
+			if single {
+				p.lane.Unlock()
+			}
 			if takeCtx.Err() != nil || errors.Is(err, spool.ErrClosed) {
 				return
 			}
@@ -265,6 +277,9 @@ func (p *Pool) worker(takeCtx, workCtx context.Context) {
 			continue
 		}
 		p.handle(workCtx, e)
+		if single {
+			p.lane.Unlock()
+		}
 	}
 }
 
@@ -299,7 +314,10 @@ func (p *Pool) available() bool {
 // handle runs one attempt and records its outcome in the queue.
 func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 	start := p.cfg.Now()
-	log := p.log.With("sns_message_id", e.ID, "attempt", e.Attempts+1)
+	log := p.log
+	if p.logs { // With formats its attributes at once: not for a logger that discards everything
+		log = log.With("sns_message_id", e.ID, "attempt", e.Attempts+1)
+	}
 	var res result
 	func() {
 		defer func() {
@@ -321,7 +339,7 @@ func (p *Pool) handle(ctx context.Context, e spool.Entry) {
 func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.Logger) {
 	m := p.cfg.Metrics.Messages
 	q := p.cfg.Queue
-	if res.sesID != "" {
+	if res.sesID != "" && p.logs {
 		log = log.With("ses_message_id", res.sesID)
 	}
 	switch {
@@ -423,6 +441,14 @@ func newByteBudget(limit int64, gauge interface{ Set(float64) }) *byteBudget {
 // acquire waits for n bytes of budget; n is at most the limit.
 func (b *byteBudget) acquire(ctx context.Context, n int64) error {
 	n = min(n, b.limit)
+	b.mu.Lock()
+	if b.used+n <= b.limit { // the common case: no wait, nothing to set up
+		b.used += n
+		b.gauge.Set(float64(b.used))
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		b.cond.Broadcast()

@@ -1,7 +1,6 @@
 package mailproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,8 +51,6 @@ func (g group) key() string {
 }
 
 var errUnavailable = errors.New("a dependency's circuit breaker is open")
-
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) result {
 	if res, ok := p.recordFeedback(ctx, e.Payload); ok {
@@ -193,13 +190,10 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		reserve = need
 	}
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 1<<20 { // do not pin large buffers
-			buf.Reset()
-			bufPool.Put(buf)
-		}
-	}()
+	// Room for the mail and its rewritten header (bufpool.go): the body is
+	// copied once, into a buffer that does not grow.
+	buf := getBuf(len(raw) + 16<<10)
+	defer putBuf(buf)
 	for _, g := range groups {
 		key := g.key()
 		if _, done := e.Sent[key]; done {
@@ -330,6 +324,33 @@ func validAddress(a string) bool {
 	return err == nil && addr.Name == "" && addr.Address == a
 }
 
+// addrCache remembers validAddress's answers: every mail to an alias
+// checks the alias and each of its destinations, the same few addresses
+// again and again. At most maxCachedAddrs are kept (then it starts over).
+type addrCache struct {
+	mu sync.RWMutex
+	m  map[string]bool
+}
+
+const maxCachedAddrs = 4096
+
+func (c *addrCache) valid(a string) bool {
+	c.mu.RLock()
+	ok, found := c.m[a]
+	c.mu.RUnlock()
+	if found {
+		return ok
+	}
+	ok = validAddress(a)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedAddrs {
+		c.m = make(map[string]bool)
+	}
+	c.m[a] = ok
+	c.mu.Unlock()
+	return ok
+}
+
 // route resolves each recipient and groups them into copies, one per alias;
 // a reply address (with replies on) is resolved by routeReply, source being
 // the envelope sender.
@@ -367,8 +388,11 @@ func (p *Pool) route(ctx context.Context, recipients []string, source string) ([
 		}
 		// Whatever the Resolver: an alias or destination SES would refuse
 		// is dropped now, not sent and retried for a day.
-		valid := slices.DeleteFunc(slices.Clone(r.ForwardTo), func(a string) bool { return !validAddress(a) })
-		if !validAddress(r.Alias) || len(valid) == 0 {
+		valid := r.ForwardTo
+		if slices.ContainsFunc(valid, func(a string) bool { return !p.addrs.valid(a) }) {
+			valid = slices.DeleteFunc(slices.Clone(valid), func(a string) bool { return !p.addrs.valid(a) })
+		}
+		if !p.addrs.valid(r.Alias) || len(valid) == 0 {
 			dropped = append(dropped, failure.ReasonInvalidRecipient)
 			continue
 		}

@@ -40,6 +40,17 @@ func TestParseBrief(t *testing.T) {
 		{"null header list", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m","headers":null}}`)},
 		{"header not an object", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m","headers":[1]}}`)},
 		{"headers not a list", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m","headers":{}}}`)},
+		// parseFast's refusals: encoding/json decides these.
+		{"name in another case", []byte(`{"notificationType":"Bounce","mail":{"MessageId":"m"}}`)},
+		{"repeated name", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m","messageId":"n"}}`)},
+		{"escaped value", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m\u0041\"x"}}`)},
+		{"escaped name", []byte(`{"notificationType":"Bounce","mail":{"message\u0049d":"m"}}`)},
+		{"null value", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m","source":null}}`)},
+		{"kelvin sign", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m"},"\u212aomplaint":{}}`)},
+		{"not UTF-8", []byte("{\"notificationType\":\"Bounce\",\"mail\":{\"messageId\":\"m\xff\"}}")},
+		{"number as string", []byte(`{"notificationType":"Received","mail":{"messageId":"m"},"receipt":{"processingTimeMillis":"12","action":{"type":"S3","bucketName":"b"}}}`)},
+		{"unknown members", []byte(`{"x":[{"a":"]}"},1.5e3,true,null],"notificationType":"Received","mail":{"messageId":"m","commonHeaders":{"from":["a\"b"]}},"receipt":{"spamVerdict":{"status":"PASS","y":1},"action":{"type":"S3","bucketName":"b"}},"bounce":{"k":[1,2]}}`)},
+		{"trailing data", []byte(`{"notificationType":"Bounce","mail":{"messageId":"m"}} {}`)},
 	}
 	for _, tt := range malformedTests {
 		tests = append(tests, struct {

@@ -150,6 +150,9 @@ func Parse(b []byte) (*Notification, error) {
 // header list is most of a notification's decoding cost, and the intake
 // and the workers need none of it.
 func ParseBrief(b []byte) (*Notification, error) {
+	if n, ok := parseFast(b); ok {
+		return check(n)
+	}
 	var w struct {
 		NotificationType string `json:"notificationType"`
 		Mail             struct {

@@ -24,9 +24,15 @@ import (
 // (no coordinated omission). Beside it a prober writes 4 KiB and fdatasyncs
 // a file in the spool's directory every 2 ms: the disk's own sync latency
 // in the same run. Reported: ack p50/p99, the fdatasync p50/p99, and CPU
-// per mail (the whole process's user+system CPU from the first delivery
-// until the last mail reached SES, ÷ mails; it includes the load generator
-// and the stand-ins). Run: go test -run '^$' -bench IntakePaced -benchtime 30000x ./cmd/mailrelay/relay
+// per mail: cpu-us/mail is the whole process's user+system CPU from the
+// first delivery until the last mail reached SES, ÷ mails (it includes the
+// load generator and the stand-ins); relay-cpu-us/mail is the relay's own
+// share, from a CPU profile of the same interval whose samples are
+// attributed by the goroutine label relaytest.RelayLabel (every goroutine
+// the relay starts carries it: intake, spool, workers, their HTTP
+// clients); gc-cpu-us/mail is the process's background garbage collection,
+// which no label attributes (the relay's share of it is at most that).
+// Run: go test -run '^$' -bench IntakePaced -benchtime 30000x ./cmd/mailrelay/relay
 func BenchmarkIntakePaced(b *testing.B) {
 	const rate = 2000
 	h := newHarness(b, nil)
@@ -53,6 +59,8 @@ func BenchmarkIntakePaced(b *testing.B) {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	cpu0, cpuOK := processCPU()
+	stopProfile := relayCPU()
+	defer stopProfile()
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
@@ -82,6 +90,7 @@ func BenchmarkIntakePaced(b *testing.B) {
 	}
 	b.StopTimer()
 	cpu1, cpuOK1 := processCPU()
+	relayCPU, gcCPU, profOK := stopProfile()
 	close(stop)
 	sy := <-syncs
 	if f := failed.Load(); f > 0 {
@@ -96,6 +105,10 @@ func BenchmarkIntakePaced(b *testing.B) {
 	}
 	if cpuOK && cpuOK1 {
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/mail")
+	}
+	if profOK {
+		b.ReportMetric(float64(relayCPU.Microseconds())/float64(b.N), "relay-cpu-us/mail")
+		b.ReportMetric(float64(gcCPU.Microseconds())/float64(b.N), "gc-cpu-us/mail")
 	}
 }
 

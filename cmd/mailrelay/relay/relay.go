@@ -102,8 +102,11 @@ type run struct {
 	pool     *mailproc.Pool
 	sqs      *sqsintake.Queue // nil unless --intake has sqs
 	hup      chan os.Signal
-	fatal    chan error // the spool failed closed (Options.OnFatal)
-	relay    Relay
+	fatal    chan error
+	// intakeActive counts the SNS deliveries being handled; the workers
+	// give way to them when the CPU is short.
+	intakeActive func() int64 // the spool failed closed (Options.OnFatal)
+	relay        Relay
 
 	// stops undo what was started, in reverse order: on a start-up
 	// failure at once, else after the drain.
@@ -164,6 +167,7 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	if err != nil {
 		return err
 	}
+	r.intakeActive = h.Active
 	work, err := r.workQueue(ctx, s, verifier, awsOverride)
 	if err != nil {
 		return err
@@ -354,15 +358,16 @@ func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awscl
 		return a
 	}
 	pool, err := mailproc.New(mailproc.Config{
-		Workers:     cfg.Workers,
-		Queue:       q,
-		Objects:     clients.S3,
-		Sender:      clients.SES,
-		Aliases:     r.aliases.resolver,
-		AliasEvents: r.aliases.counter,
-		Replies:     replies,
-		Pacer:       r.pacer(ctx, clients.SES),
-		Feedback:    r.fb,
+		Workers:      cfg.Workers,
+		Queue:        q,
+		Objects:      clients.S3,
+		Sender:       clients.SES,
+		Aliases:      r.aliases.resolver,
+		AliasEvents:  r.aliases.counter,
+		Replies:      replies,
+		Pacer:        r.pacer(ctx, clients.SES),
+		Feedback:     r.fb,
+		IntakeActive: r.intakeActive,
 		Policy: mailproc.Policy{
 			DropSpam:              cfg.DropSpam,
 			DropVirus:             cfg.DropVirus,

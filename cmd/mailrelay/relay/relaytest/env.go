@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -261,6 +262,9 @@ func (e *Env) closeAll() {
 	e.cleanups = nil
 }
 
+// RelayLabel is the profiler label (key and value) on the relay's goroutines.
+const RelayLabel = "relay"
+
 // Start runs the relay (again, after Shutdown: on the same spool) and
 // returns once it serves. ctx bounds the wait; the relay runs until
 // Stop, Shutdown or Close, not until ctx ends. If Serve fails, Start returns
@@ -288,6 +292,11 @@ func (e *Env) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(r.done)
+		// Every goroutine of the relay (and of its HTTP clients) carries
+		// the profiler label RelayLabel, so that a CPU profile of a run
+		// with the stand-ins and a load generator in the same process can
+		// tell the relay's own CPU time apart (BenchmarkIntakePaced).
+		pprof.SetGoroutineLabels(pprof.WithLabels(rctx, pprof.Labels(RelayLabel, RelayLabel)))
 		r.err = relay.Serve(rctx, e.Config, deps)
 	}()
 	fail := func(err error) error {
