@@ -219,6 +219,7 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 		o.Retryer = newRetryer(opts.MaxAttempts)
 		o.RetryMaxAttempts = opts.MaxAttempts
 		o.APIOptions = append(slices.Clip(o.APIOptions), s3dep.timer.add)
+		o.EndpointResolverV2 = newS3EndpointCache(o.EndpointResolverV2)
 		if opts.S3Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.S3Endpoint)
 		}
