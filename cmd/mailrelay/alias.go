@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -47,80 +44,41 @@ func (d *destinationsFlag) Set(v string) error {
 }
 
 func alias(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, aliasUsage)
-		return &config.UsageError{Err: errors.New("alias: want create, list, show, disable, enable, block-promotional or delete")}
-	}
-	sub := args[0]
-	switch sub {
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, aliasUsage)
-		return flag.ErrHelp
-	case "create", "list", "show", "disable", "enable", "block-promotional", "delete":
-	default:
-		return &config.UsageError{Err: fmt.Errorf("alias: unknown subcommand %q (want create, list, show, disable, enable, block-promotional or delete)", sub)}
-	}
-	fs := flag.NewFlagSet("alias "+sub, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), aliasUsage+"flags of 'mailrelay alias "+sub+"':\n")
-		fs.PrintDefaults()
-	}
-	adminURL := adminFlag(fs, "")
 	var to destinationsFlag
 	var domain, address, description *string
-	if sub == "create" {
-		fs.Var(&to, "to", "destination address (repeat the flag, or separate with commas, for several)")
-		domain = fs.String("domain", "", "relay domain of the new alias (default: the first relay domain)")
-		address = fs.String("address", "", "the alias address (default: a random one)")
-		description = fs.String("description", "", "what the alias is for")
+	cmd := adminCommand{
+		noun: "alias", usage: aliasUsage, target: "alias address",
+		verbs:      []string{"create", "list", "show", "disable", "enable", "block-promotional", "delete"},
+		untargeted: []string{"create", "list"},
+		flags: func(verb string, fs *flag.FlagSet) {
+			if verb != "create" {
+				return
+			}
+			fs.Var(&to, "to", "destination address (repeat the flag, or separate with commas, for several)")
+			domain = fs.String("domain", "", "relay domain of the new alias (default: the first relay domain)")
+			address = fs.String("address", "", "the alias address (default: a random one)")
+			description = fs.String("description", "", "what the alias is for")
+		},
 	}
-	// The alias may come before or after the flags.
-	var target string
-	rest := args[1:]
-	if sub != "create" && sub != "list" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		target, rest = rest[0], rest[1:]
-	}
-	if err := config.ParseFlags(fs, rest, stdout); err != nil {
+	call, err := cmd.parse(args, stdout, stderr)
+	if err != nil {
 		return err
 	}
-	switch {
-	case sub == "create" || sub == "list":
-		if fs.NArg() > 0 {
-			return &config.UsageError{Err: fmt.Errorf("alias %s: unexpected arguments %q", sub, fs.Args())}
-		}
-	case target == "" && fs.NArg() == 1:
-		target = fs.Arg(0)
-	case target == "" || fs.NArg() > 0:
-		return &config.UsageError{Err: fmt.Errorf("alias %s: want exactly one alias address", sub)}
-	}
-	c := adminClientOS(*adminURL)
-	path := "/aliases/" + url.PathEscape(target)
-	var body json.RawMessage
-	var err error
-	switch sub {
+	path := "/aliases/" + url.PathEscape(call.target)
+	switch call.verb {
 	case "create":
 		if len(to) == 0 {
 			return &config.UsageError{Err: errors.New("alias create: --to is required")}
 		}
 		req := admin.CreateAliasRequest{To: admin.Destinations(to), Domain: *domain, Address: *address, Description: *description}
-		err = c.Do(ctx, http.MethodPost, "/aliases", req, &body)
+		return call.do(ctx, stdout, http.MethodPost, "/aliases", req)
 	case "list":
-		err = c.Do(ctx, http.MethodGet, "/aliases", nil, &body)
+		return call.do(ctx, stdout, http.MethodGet, "/aliases", nil)
 	case "show":
-		err = c.Do(ctx, http.MethodGet, path, nil, &body)
+		return call.do(ctx, stdout, http.MethodGet, path, nil)
 	case "delete":
-		err = c.Do(ctx, http.MethodDelete, path, nil, &body)
+		return call.do(ctx, stdout, http.MethodDelete, path, nil)
 	default: // disable, enable, block-promotional
-		err = c.Do(ctx, http.MethodPost, path+"/"+sub, nil, &body)
+		return call.do(ctx, stdout, http.MethodPost, path+"/"+call.verb, nil)
 	}
-	if err != nil {
-		return adminError(err, c)
-	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, bytes.TrimSpace(body), "", "  "); err != nil {
-		return fmt.Errorf("admin API: the answer is not JSON: %w", err)
-	}
-	out.WriteByte('\n')
-	_, err = stdout.Write(out.Bytes())
-	return err
 }
