@@ -3,16 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/inbound/admin"
 	"github.com/mailrelay/mailrelay/mailproc/aliasdb"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
@@ -54,14 +50,7 @@ func TestAliasCLI(t *testing.T) {
 	t.Setenv("RELAY_ADMIN_TOKEN", "s3cret")
 	ctx := context.Background()
 	random := `"address": "[a-z2-7]{16}@relay.example.com"`
-	steps := []struct {
-		name   string
-		args   []string
-		out    string // regexp of stdout
-		errRe  string // regexp of the error, "" for success
-		usage  bool   // the error is a usage error (exit 2)
-		object bool   // stdout is one JSON object (else an array, or nothing)
-	}{
+	steps := []cliStep{
 		{"create random", []string{"alias", "create", "--to", "bob@example.org"}, random + `[\s\S]*"state": "enabled"`, "", false, true},
 		{"create named", []string{"alias", "create", "--to", "bob@example.org,carol@example.org", "--address", "news", "--domain", "other.example.net", "--description", "news letters"},
 			`"address": "news@other.example.net",\s+"forward_to": \[\s+"bob@example.org",\s+"carol@example.org"\s+\][\s\S]*"description": "news letters"`, "", false, true},
@@ -80,36 +69,7 @@ func TestAliasCLI(t *testing.T) {
 		{"list", []string{"alias", "list"}, `(?s)^\[\s*\{\s*"address": "shop@relay.example.com".*"source": "file".*news@other.example.net.*\]\n$`, "", false, false},
 		{"delete", []string{"alias", "delete", "news@other.example.net"}, `"deleted": true`, "", false, true},
 	}
-	for _, st := range steps {
-		t.Run(st.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			err := run(ctx, st.args, &stdout, &stderr)
-			if st.errRe == "" && err != nil {
-				t.Fatalf("err = %v", err)
-			}
-			if st.errRe != "" {
-				if err == nil || !regexp.MustCompile(st.errRe).MatchString(err.Error()) {
-					t.Fatalf("err = %v, want %s", err, st.errRe)
-				}
-				var ue *config.UsageError
-				if errors.As(err, &ue) != st.usage {
-					t.Fatalf("usage error: %v, want %v", errors.As(err, &ue), st.usage)
-				}
-				if code := report(err, st.args, &stderr); code == 0 {
-					t.Fatal("exit code 0 for an error")
-				}
-			}
-			if !regexp.MustCompile(st.out).Match(stdout.Bytes()) {
-				t.Fatalf("stdout does not match %s:\n%s", st.out, stdout.String())
-			}
-			if st.object {
-				var m map[string]any
-				if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
-					t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
-				}
-			}
-		})
-	}
+	runCLISteps(ctx, t, steps)
 }
 
 func TestAliasCLIToken(t *testing.T) {

@@ -3,14 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"testing"
 
-	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/inbound/admin"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/feedback"
@@ -60,14 +57,7 @@ func TestDestinationCLI(t *testing.T) {
 	t.Setenv("RELAY_ADMIN_URL", srv.URL)
 	t.Setenv("RELAY_ADMIN_TOKEN", token)
 	ctx := context.Background()
-	steps := []struct {
-		name   string
-		args   []string
-		out    string // regexp of stdout
-		errRe  string // regexp of the error, "" for success
-		usage  bool   // the error is a usage error (exit 2)
-		object bool   // stdout is one JSON object
-	}{
+	steps := []cliStep{
 		{"list", []string{"destination", "list"}, `(?s)^\[\s*\{\s*"address": "alice@example.org",\s*"paused": true,\s*"bounce_type": "Permanent".*"until": "\d{4}-\d\d-\d\dT`, "", false, false},
 		{"show paused", []string{"destination", "show", "Alice@example.org"}, `"paused": true`, "", false, true},
 		{"show not paused", []string{"destination", "show", "bob@example.org"}, `"paused": false`, "", false, true},
@@ -78,36 +68,7 @@ func TestDestinationCLI(t *testing.T) {
 		{"unpause again", []string{"destination", "unpause", "alice@example.org"}, `^$`, `404 Not Found: alice@example.org is not paused`, false, false},
 		{"list empty", []string{"destination", "list"}, `^\[\]\n$`, "", false, false},
 	}
-	for _, st := range steps {
-		t.Run(st.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			err := run(ctx, st.args, &stdout, &stderr)
-			if st.errRe == "" && err != nil {
-				t.Fatalf("err = %v", err)
-			}
-			if st.errRe != "" {
-				if err == nil || !regexp.MustCompile(st.errRe).MatchString(err.Error()) {
-					t.Fatalf("err = %v, want %s", err, st.errRe)
-				}
-				var ue *config.UsageError
-				if errors.As(err, &ue) != st.usage {
-					t.Fatalf("usage error: %v, want %v", errors.As(err, &ue), st.usage)
-				}
-				if code := report(err, st.args, &stderr); code == 0 {
-					t.Fatal("exit code 0 for an error")
-				}
-			}
-			if !regexp.MustCompile(st.out).Match(stdout.Bytes()) {
-				t.Fatalf("stdout does not match %s:\n%s", st.out, stdout.String())
-			}
-			if st.object {
-				var m map[string]any
-				if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
-					t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
-				}
-			}
-		})
-	}
+	runCLISteps(ctx, t, steps)
 	t.Setenv("RELAY_ADMIN_TOKEN", "wrong-token-0123456789abcdef")
 	if err := run(ctx, []string{"destination", "list"}, new(bytes.Buffer), new(bytes.Buffer)); err == nil || !regexp.MustCompile(`refused RELAY_ADMIN_TOKEN`).MatchString(err.Error()) {
 		t.Errorf("wrong token: %v", err)
