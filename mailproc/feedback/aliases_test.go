@@ -116,15 +116,7 @@ func TestComplaintDisable(t *testing.T) {
 // TestDestinations: the admin view of paused destinations.
 func TestDestinations(t *testing.T) {
 	ctx := context.Background()
-	table, err := aliases.Parse([]byte(aliasYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	table, store := fixture(t)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	h := feedback.NewHandler(feedback.Options{Store: store, Aliases: table, PauseSoft: time.Hour, Now: func() time.Time { return now }})
 	if err := h.Record(ctx, bounce("Permanent", "news@relay.example.com", "Bob@example.org")); err != nil {

@@ -41,17 +41,25 @@ func complaint(id, from string) []byte {
 "mail":{"messageId":"m-%s","source":"%s","destination":["alice@example.org"],"commonHeaders":{"from":[%q]}}}`, id, id, from, "Dora via relay <"+from+">"))
 }
 
-func TestHandler(t *testing.T) {
-	ctx := context.Background()
+// fixture is the alias table of aliasYAML and an empty SQLite feedback
+// store, closed when the test ends.
+func fixture(t *testing.T) (*aliases.Table, *sqlitestore.Store) {
+	t.Helper()
 	table, err := aliases.Parse([]byte(aliasYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	store, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
+	return table, store
+}
+
+func TestHandler(t *testing.T) {
+	ctx := context.Background()
+	table, store := fixture(t)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	m := feedback.NewMetrics(prometheus.NewRegistry())
 	h := feedback.NewHandler(feedback.Options{

@@ -2,7 +2,6 @@ package feedback_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/feedback"
-	"github.com/mailrelay/mailrelay/mailproc/feedback/sqlitestore"
 )
 
 // listed is an AliasLister over a fixed list (the alias store has tests
@@ -24,15 +22,7 @@ func (l listed) List(context.Context) ([]aliases.Alias, error) { return l, nil }
 // gauges from the list, a disable after complaints counted as disabled.
 func TestObserve(t *testing.T) {
 	ctx := context.Background()
-	table, err := aliases.Parse([]byte(aliasYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	table, store := fixture(t)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	h := feedback.NewHandler(feedback.Options{Store: store, Aliases: table, PauseHard: time.Hour, PauseSoft: time.Hour,
 		ComplaintsDisable: 3, Now: func() time.Time { return now }})
