@@ -34,7 +34,7 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer db.Close()
-	v, err := db.Migrate(ctx)
+	v, err := db.Version(ctx) // OpenDatabase applied the migrations
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -68,6 +68,20 @@ func (d *DB) CheckMigrated(ctx context.Context) error {
 	return nil
 }
 
+// Version returns the schema version the database is at.
+func (d *DB) Version(ctx context.Context) (int64, error) {
+	p, closeDB, err := d.provider()
+	if err != nil {
+		return 0, err
+	}
+	defer closeDB()
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("statedb: schema version: %w", err)
+	}
+	return v, nil
+}
+
 // provider is goose on the pool, with the advisory session lock.
 func (d *DB) provider() (*goose.Provider, func(), error) {
 	sub, err := fs.Sub(migrations, "migrations")
