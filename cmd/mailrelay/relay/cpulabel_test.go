@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"os"
 	"runtime/pprof"
 	"slices"
 	"time"
@@ -18,7 +19,9 @@ import (
 // which no label attributes to the goroutines that allocated). ok is false
 // when a profile is already running (go test -cpuprofile). Call stop at
 // least once (defer it: a benchmark that fails must not leave the profile
-// running for the next); calls after the first return ok false.
+// running for the next); calls after the first return ok false. With
+// MAILRELAY_BENCH_PROFILE set, the profile is also written to that file
+// (go tool pprof -tagfocus relay=relay reads the relay's share).
 func relayCPU() (stop func() (relay, gc time.Duration, ok bool)) {
 	var buf bytes.Buffer
 	if err := pprof.StartCPUProfile(&buf); err != nil {
@@ -31,6 +34,9 @@ func relayCPU() (stop func() (relay, gc time.Duration, ok bool)) {
 		}
 		stopped = true
 		pprof.StopCPUProfile()
+		if path := os.Getenv("MAILRELAY_BENCH_PROFILE"); path != "" {
+			_ = os.WriteFile(path, buf.Bytes(), 0o644)
+		}
 		p, err := profile.Parse(&buf)
 		if err != nil {
 			return 0, 0, false
