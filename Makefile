@@ -107,7 +107,8 @@ incident:
 
 # Benchmarks of issue 13, rendered into docs/benchmarks.md (between the
 # bench markers) by cmd/mailrelay-bench: intake (1/16/64 senders, and the
-# open-loop 2,000/s run with the disk's fdatasync p99 and CPU per mail), the
+# open-loop 2,000/s run with the disk's fdatasync p99 and CPU per mail, in
+# process and with the relay binary in a process of its own), the
 # worker path per mail size on one core, the rewrite alone, the spool.
 # BENCH_COUNT repeats each (medians are reported). bench-all runs every
 # benchmark of every package, printed only.
@@ -117,6 +118,7 @@ bench:
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench 'Intake$$' -benchtime 3000x -count $(BENCH_COUNT) ./cmd/mailrelay/relay | tee $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench 'IntakePaced' -benchtime 30000x -count $(BENCH_COUNT) -timeout 30m ./cmd/mailrelay/relay | tee -a $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench 'PacedBinary' -benchtime 30000x -count $(BENCH_COUNT) -timeout 30m ./cmd/mailrelay/chaos | tee -a $(BENCH_OUT)
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'WorkerPath' -benchmem -benchtime 2s -count $(BENCH_COUNT) ./mailproc | tee -a $(BENCH_OUT)
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench 'Rewrite' -benchmem -count $(BENCH_COUNT) ./mailproc/rewrite | tee -a $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench 'PutSync|LifecycleMem' -benchmem -count $(BENCH_COUNT) ./mailproc/spool | tee -a $(BENCH_OUT)

@@ -61,7 +61,7 @@ func relayEnv(home string, r *relayProc, s3URL, sesURL, certPrefix, spoolDir, al
 
 // moduleRoot returns the directory holding go.mod above the test's
 // working directory.
-func moduleRoot(t *testing.T) string {
+func moduleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -90,7 +90,7 @@ type stage struct {
 
 // newStage builds the binary into dir and starts the stand-ins, the SES
 // one with sesOpts.
-func newStage(t *testing.T, dir string, sesOpts fakes.SESOptions) *stage {
+func newStage(t testing.TB, dir string, sesOpts fakes.SESOptions) *stage {
 	t.Helper()
 	st := &stage{bin: buildRelay(t, dir), aliasFile: filepath.Join(dir, "aliases.yaml"), home: filepath.Join(dir, "home")}
 	var err error
@@ -119,7 +119,7 @@ func newStage(t *testing.T, dir string, sesOpts fakes.SESOptions) *stage {
 }
 
 // buildRelay builds ./cmd/mailrelay into dir and returns the binary's path.
-func buildRelay(t *testing.T, dir string) string {
+func buildRelay(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "mailrelay")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/mailrelay")
@@ -132,7 +132,7 @@ func buildRelay(t *testing.T, dir string) string {
 
 // freeAddr returns a 127.0.0.1 address with a port free right now; the
 // relay binds it on every (re)start.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -144,7 +144,7 @@ func freeAddr(t *testing.T) string {
 
 // relayProc runs the binary; start and kill may be called repeatedly.
 type relayProc struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	env     []string
 	logPath string

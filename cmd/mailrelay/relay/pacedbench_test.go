@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
 )
 
 // BenchmarkIntakePaced is the open-loop run SNS makes: b.N signed
@@ -53,7 +53,13 @@ func BenchmarkIntakePaced(b *testing.B) {
 
 	stop := make(chan struct{})
 	syncs := make(chan []time.Duration, 1)
-	go func() { syncs <- probeFdatasync(b, filepath.Join(h.Env.Dir, "fdatasync-probe"), stop) }()
+	go func() {
+		sy, err := relaytest.ProbeSync(filepath.Join(h.Env.Dir, "fdatasync-probe"), stop)
+		if err != nil {
+			b.Error(err)
+		}
+		syncs <- sy
+	}()
 
 	lat := make([]time.Duration, b.N)
 	var failed atomic.Int64
@@ -115,38 +121,4 @@ func BenchmarkIntakePaced(b *testing.B) {
 // pct is the p-quantile of sorted d in milliseconds.
 func pct(d []time.Duration, p float64) float64 {
 	return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
-}
-
-// probeFdatasync writes 4 KiB and fdatasyncs path every 2 ms until stop,
-// returning the sorted sync latencies.
-func probeFdatasync(b *testing.B, path string, stop <-chan struct{}) []time.Duration {
-	f, err := os.Create(path)
-	if err != nil {
-		b.Error(err)
-		return nil
-	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := bytes.Repeat([]byte("p"), 4096)
-	var out []time.Duration
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for off := int64(0); ; off = (off + 4096) % (1 << 20) {
-		select {
-		case <-stop:
-			slices.Sort(out)
-			return out
-		case <-t.C:
-		}
-		if _, err := f.WriteAt(buf, off); err != nil {
-			b.Error(err)
-			return nil
-		}
-		t0 := time.Now()
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			b.Error(err)
-			return nil
-		}
-		out = append(out, time.Since(t0))
-	}
 }

@@ -1,0 +1,217 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailrelay/mailrelay/awsclient/fakes"
+	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
+)
+
+// BenchmarkPacedBinary is BenchmarkIntakePaced (cmd/mailrelay/relay) with
+// the relay in a process of its own, the built binary with its defaults
+// (8 workers, the spool): b.N signed notifications of 5 KB mails (S3
+// action) posted at 2,000/s whatever the answers take, the S3 and SES
+// stand-ins and the load generator in the benchmark's process on the same
+// cores. So the relay's CPU per mail is its process's user+system CPU time
+// (from /proc) between the first delivery and the last mail reaching SES, ÷
+// mails: no attribution by labels, the relay's garbage collection
+// included. Also reported: ack p50/p99 counted from each delivery's due
+// time (no coordinated omission), the disk's fdatasync p50/p99 probed in
+// the spool's directory during the run, the benchmark process's CPU per
+// mail (load generator and stand-ins) and the relay's peak RSS.
+//
+//	go test -run '^$' -bench PacedBinary -benchtime 30000x ./cmd/mailrelay/chaos
+//
+// RELAY_BENCH_RATE changes the rate; RELAY_BENCH_ENV adds relay settings
+// (space-separated NAME=value).
+func BenchmarkPacedBinary(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("reads the relay's CPU time from /proc")
+	}
+	rate := 2000
+	if v := os.Getenv("RELAY_BENCH_RATE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("RELAY_BENCH_RATE=%q: want a positive number", v)
+		}
+		rate = n
+	}
+	dir := b.TempDir()
+	st := newStage(b, dir, fakes.SESOptions{})
+	r := &relayProc{t: b, bin: st.bin, logPath: filepath.Join(dir, "relay.log"), inbound: freeAddr(b), health: freeAddr(b)}
+	spoolDir := filepath.Join(dir, "spool")
+	r.env = relayEnv(st.home, r, st.s3.URL(), st.ses.URL(), st.certPrefix, spoolDir, st.aliasFile,
+		"RELAY_WORKERS=8", "RELAY_LOG_LEVEL=warn")
+	r.env = append(r.env, strings.Fields(os.Getenv("RELAY_BENCH_ENV"))...)
+	if err := r.start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = r.signal(syscall.SIGTERM, 10*time.Second) }()
+	r.waitReady()
+
+	pad := bytes.Repeat([]byte("x"), 5<<10)
+	bodies := make([][]byte, b.N)
+	var sign sync.WaitGroup
+	for w := range 2 {
+		sign.Go(func() {
+			for i := w; i < b.N; i += 2 {
+				key := fmt.Sprintf("inbound/paced-%d", i)
+				if err := st.s3.Put(bucket, key, append(mailFor(i), pad...)); err != nil {
+					b.Error(err)
+					return
+				}
+				bodies[i] = st.signer.Notification(topic, fmt.Sprintf("sns-paced-%d", i), "Amazon SES Email Receipt Notification",
+					receivedS3(fmt.Sprintf("ses-paced-%d", i), key), "2")
+			}
+		})
+	}
+	sign.Wait()
+	if b.Failed() {
+		return
+	}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
+	url := "http://" + r.inbound + "/sns"
+	pid := r.cmd.Process.Pid
+
+	stop := make(chan struct{})
+	syncs := make(chan []time.Duration, 1)
+	go func() {
+		sy, err := relaytest.ProbeSync(filepath.Join(dir, "fdatasync-probe"), stop)
+		if err != nil {
+			b.Error(err)
+		}
+		syncs <- sy
+	}()
+
+	lat := make([]time.Duration, b.N)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	relay0, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	self0 := selfCPU()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		time.Sleep(time.Until(due))
+		wg.Go(func() {
+			resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(due)
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := st.ses.WaitSent(ctx, b.N); err != nil {
+		b.Fatalf("forwarded %d of %d: %v; log:\n%s", len(st.ses.Sent()), b.N, err, r.logTail())
+	}
+	b.StopTimer()
+	relay1, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	self1 := selfCPU()
+	close(stop)
+	sy := <-syncs
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d deliveries not acknowledged", f, b.N)
+	}
+	if got := countIDs(st.ses.Sent()); got != b.N {
+		b.Fatalf("%d distinct mails forwarded, want %d", got, b.N)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+	b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+	if len(sy) > 0 {
+		b.ReportMetric(quantileMS(sy, 0.50), "fdatasync-p50-ms")
+		b.ReportMetric(quantileMS(sy, 0.99), "fdatasync-p99-ms")
+	}
+	b.ReportMetric(float64((relay1-relay0).Microseconds())/float64(b.N), "relay-cpu-us/mail")
+	b.ReportMetric(float64((self1-self0).Microseconds())/float64(b.N), "harness-cpu-us/mail")
+	if hwm, err := procHWM(pid); err == nil {
+		b.ReportMetric(float64(hwm)/(1<<20), "relay-rss-peak-MiB")
+	}
+}
+
+// quantileMS is the q-quantile of sorted d in milliseconds.
+func quantileMS(d []time.Duration, q float64) float64 {
+	return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000
+}
+
+// clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
+// 100 on every Linux the relay runs on).
+const clockTick = 10 * time.Millisecond
+
+// procCPU is the user+system CPU time process pid has used so far.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): state is the 3rd field, utime the 14th, stime the 15th.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
+// procHWM is process pid's peak resident set size in bytes.
+func procHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

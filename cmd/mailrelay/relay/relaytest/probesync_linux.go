@@ -1,0 +1,42 @@
+package relaytest
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// ProbeSync measures the disk's own sync latency while a benchmark runs
+// beside it: every 2 ms it overwrites 4 KiB of the file at path (1 MiB,
+// created and removed by it) and fdatasyncs it, as the spool's commits do,
+// until stop is closed; it returns the sorted latencies of the syncs.
+func ProbeSync(path string, stop <-chan struct{}) ([]time.Duration, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := bytes.Repeat([]byte("p"), 4096)
+	var out []time.Duration
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for off := int64(0); ; off = (off + 4096) % (1 << 20) {
+		select {
+		case <-stop:
+			slices.Sort(out)
+			return out, nil
+		case <-t.C:
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(t0))
+	}
+}
