@@ -61,7 +61,12 @@ type Message struct {
 }
 
 // UnmarshalJSON decodes m, remembering whether Subject was present.
-func (m *Message) UnmarshalJSON(b []byte) error {
+func (m *Message) UnmarshalJSON(b []byte) error { return m.decode(b) }
+
+// decode is UnmarshalJSON; Parse calls it directly, so that the body is
+// read once (json.Unmarshal into a Message would check the whole body and
+// then hand it to UnmarshalJSON to be read again).
+func (m *Message) decode(b []byte) error {
 	type plain Message
 	var w struct {
 		plain
@@ -89,7 +94,7 @@ func (m *Message) HasSubject() bool { return m.subjectPresent || m.Subject != ""
 // ErrUnknownType.
 func Parse(body []byte) (*Message, error) {
 	var m Message
-	if err := json.Unmarshal(body, &m); err != nil {
+	if err := m.decode(body); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	switch m.Type {

@@ -2,9 +2,11 @@ package sns_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/mailrelay/mailrelay/inbound/sns"
+	"github.com/mailrelay/mailrelay/inbound/sns/snstest"
 )
 
 // A notification as SNS delivers it over HTTP (values made up).
@@ -185,4 +187,31 @@ func FuzzParse(f *testing.F) {
 // fail the same way when tried again.
 func retryable(err error) bool {
 	return errors.Is(err, sns.ErrCertFetch) || errors.Is(err, sns.ErrConfirm)
+}
+
+// BenchmarkParse parses a signed delivery of an SES notification (about
+// 3 KB, the Message an escaped JSON string), as the intake does for every
+// notification before it checks the signature.
+func BenchmarkParse(b *testing.B) {
+	s, err := snstest.NewSigner()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, stop := s.Serve()
+	defer stop()
+	inner := `{"notificationType":"Received","mail":{"timestamp":"2026-11-23T10:00:00.000Z","source":"dora@example.net",` +
+		`"messageId":"o3vrnil0e2ic28trm7dfhrc2v0cnbnfsj0rtiqg1","destination":["shop@relay.example.com"],"headersTruncated":false,` +
+		`"headers":[` + strings.Repeat(`{"name":"X-Header","value":"some value of a header, escaped \"here\""},`, 20) +
+		`{"name":"Subject","value":"hi"}]},"receipt":{"recipients":["shop@relay.example.com"],"spamVerdict":{"status":"PASS"},` +
+		`"virusVerdict":{"status":"PASS"},"spfVerdict":{"status":"PASS"},"dkimVerdict":{"status":"PASS"},"dmarcVerdict":{"status":"PASS"},` +
+		`"action":{"type":"S3","topicArn":"arn:aws:sns:us-east-1:123456789012:mailrelay-inbound","bucketName":"b","objectKey":"inbound/k"}}}`
+	body := s.Notification("arn:aws:sns:us-east-1:123456789012:mailrelay-inbound", "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+		"Amazon SES Email Receipt Notification", inner, "2")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := sns.Parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
