@@ -232,7 +232,10 @@ func load(t *testing.T, open Backend) {
 		func() error { return b.DisableAlias(ctx, "off2@relay", t0, "") },
 		func() error { _, err := a.AddComplaint(ctx, "c@relay", "f1", t0.Add(-time.Hour), since); return err },
 		func() error { _, err := b.AddComplaint(ctx, "c@relay", "f2", t0.Add(-2*time.Hour), since); return err },
-		func() error { _, err := a.AddComplaint(ctx, "old@relay", "f3", since.Add(-time.Second), since); return err },
+		func() error {
+			_, err := a.AddComplaint(ctx, "old@relay", "f3", since.Add(-time.Second), since)
+			return err
+		},
 		func() error {
 			return a.Pause(ctx, feedback.Pause{Address: "p@x", Until: t0.Add(time.Hour), Kind: feedback.BounceTransient, Since: t0})
 		},
