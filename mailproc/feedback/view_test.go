@@ -3,6 +3,7 @@ package feedback_test
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,49 @@ func TestRunFlushesAtTheEnd(t *testing.T) {
 		if n, err := store.Sends(context.Background(), addr, day); n != want || err != nil {
 			t.Errorf("%s: %d, %v; want %d", addr, n, err, want)
 		}
+	}
+}
+
+// Checks, sends and refreshes at once: every send is counted once in the
+// Store, and the view's count after the last refresh is the Store's.
+func TestViewConcurrentSends(t *testing.T) {
+	ctx := context.Background()
+	table, store := fixture(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const workers, perWorker = 4, 50
+	h := feedback.NewHandler(feedback.Options{Store: store, Aliases: table, DailyCap: workers * perWorker, Refresh: never,
+		Now: func() time.Time { return now }})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				if _, err := h.Check(ctx, "news@relay.example.com", []string{"bob@example.org"}, true); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := h.Sent(ctx, []string{"bob@example.org"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			if err := h.Refresh(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if err := h.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.Sends(ctx, "bob@example.org", "2026-03-01"); n != workers*perWorker || err != nil {
+		t.Errorf("Store's count = %d, %v; want %d", n, err, workers*perWorker)
+	}
+	if got, _ := h.Check(ctx, "news@relay.example.com", []string{"bob@example.org"}, true); got != failure.ReasonDailyCap {
+		t.Errorf("at the cap: Check = %q", got)
 	}
 }
