@@ -146,7 +146,7 @@ func (h *Handler) Flush(ctx context.Context) error {
 // themselves once it is Refresh old, and fail while the Store does not
 // answer.
 func (h *Handler) Run(ctx context.Context) {
-	t := time.NewTicker(h.o.Refresh / 2)
+	t := time.NewTicker(max(h.o.Refresh/2, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
