@@ -37,7 +37,11 @@ func (h *Handler) disable(ctx context.Context, alias string, at time.Time, reaso
 			return "", err
 		}
 	}
-	return DisabledInFeedbackStore, h.o.Store.DisableAlias(ctx, alias, at, reason)
+	if err := h.o.Store.DisableAlias(ctx, alias, at, reason); err != nil {
+		return "", err
+	}
+	h.aliasDisabled(alias, true)
+	return DisabledInFeedbackStore, nil
 }
 
 // AliasManager is the alias API's backend (*aliases.Manager; the admin
@@ -102,6 +106,7 @@ func (a *AliasAdmin) SetState(ctx context.Context, address string, s aliases.Sta
 		if err != nil {
 			return aliases.Alias{}, err
 		}
+		a.h.aliasDisabled(key, false)
 		if ok {
 			lifted = true
 			a.h.o.Logger.Info("alias complaint disable lifted", "alias", key)
@@ -123,8 +128,12 @@ func (a *AliasAdmin) Delete(ctx context.Context, address string) error {
 	if err := a.m.Delete(ctx, address); err != nil {
 		return err
 	}
-	_, err := a.h.o.Store.EnableAlias(ctx, aliases.CanonicalAddress(address))
-	return err
+	key := aliases.CanonicalAddress(address)
+	if _, err := a.h.o.Store.EnableAlias(ctx, key); err != nil {
+		return err
+	}
+	a.h.aliasDisabled(key, false)
+	return nil
 }
 
 func (a *AliasAdmin) withFeedback(ctx context.Context, al aliases.Alias) (aliases.Alias, error) {
@@ -155,6 +164,9 @@ func (h *Handler) Destination(ctx context.Context, address string) (p Pause, ok 
 func (h *Handler) Unpause(ctx context.Context, address string) (bool, error) {
 	address = strings.ToLower(strings.TrimSpace(address))
 	ok, err := h.o.Store.Unpause(ctx, address)
+	if err == nil {
+		h.unpaused(address)
+	}
 	if err == nil && ok {
 		h.o.Logger.Info("destination unpaused", "address", address)
 	}

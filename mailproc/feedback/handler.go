@@ -45,13 +45,20 @@ type Options struct {
 	ComplaintsDisable int
 	// DailyCap is the most mails a destination gets a day (0: no cap).
 	DailyCap int
-	Metrics  *Metrics
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Refresh bounds how old a view of the Store a check may decide on
+	// (0: DefaultRefresh): what another replica writes to a shared Store
+	// takes effect here within it (view.go).
+	Refresh time.Duration
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Handler applies feedback to the Store and answers the pool.
-type Handler struct{ o Options }
+type Handler struct {
+	o Options
+	c cache // the view the checks read (view.go)
+}
 
 // NewHandler returns a Handler.
 func NewHandler(o Options) *Handler {
@@ -69,6 +76,9 @@ func NewHandler(o Options) *Handler {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = DefaultRefresh
 	}
 	return &Handler{o: o}
 }
@@ -127,6 +137,7 @@ func (h *Handler) apply(ctx context.Context, e *Event) (string, error) {
 			if err := h.o.Store.Pause(ctx, Pause{Address: dest, Until: now.Add(d), Kind: kind, Since: now, Reason: truncate(reason, 256)}); err != nil {
 				return "", err
 			}
+			h.paused(dest, now.Add(d))
 			action = ActionPaused
 		}
 		return action, nil
@@ -147,6 +158,7 @@ func (h *Handler) apply(ctx context.Context, e *Event) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		h.complained(from, now)
 		if h.o.ComplaintsDisable > 0 && n >= h.o.ComplaintsDisable {
 			where, err := h.disable(ctx, from, now, fmt.Sprintf("%d complaints within %s", n, ComplaintWindow))
 			if err != nil {
@@ -175,59 +187,6 @@ func (h *Handler) resolve(ctx context.Context, alias string) (aliases.Route, boo
 	}
 	return r, true, nil
 }
-
-// Check says whether a copy from alias to destinations may go: "" if so,
-// else the reason it may not — ReasonAliasDisabled, ReasonAliasComplained
-// (a complaint within the window and spamPass false), then
-// ReasonDestinationPaused or ReasonDailyCap for the first destination
-// concerned.
-func (h *Handler) Check(ctx context.Context, alias string, destinations []string, spamPass bool) (failure.Reason, error) {
-	alias = strings.ToLower(alias)
-	now := h.o.Now()
-	if d, err := h.o.Store.AliasDisabled(ctx, alias); err != nil || d {
-		return failure.ReasonAliasDisabled, err
-	}
-	if !spamPass {
-		n, err := h.o.Store.Complaints(ctx, alias, now.Add(-ComplaintWindow))
-		if err != nil {
-			return "", err
-		}
-		if n > 0 {
-			return failure.ReasonAliasComplained, nil
-		}
-	}
-	for _, d := range destinations {
-		d = strings.ToLower(d)
-		if _, paused, err := h.o.Store.Paused(ctx, d, now); err != nil || paused {
-			return failure.ReasonDestinationPaused, err
-		}
-		if h.o.DailyCap > 0 {
-			n, err := h.o.Store.Sends(ctx, d, day(now))
-			if err != nil {
-				return "", err
-			}
-			if n >= h.o.DailyCap {
-				return failure.ReasonDailyCap, nil
-			}
-		}
-	}
-	return "", nil
-}
-
-// Sent counts a copy sent to destinations (for the daily cap).
-func (h *Handler) Sent(ctx context.Context, destinations []string) error {
-	if h.o.DailyCap <= 0 {
-		return nil
-	}
-	for _, d := range destinations {
-		if _, err := h.o.Store.AddSends(ctx, strings.ToLower(d), day(h.o.Now()), 1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 // address is the lower-cased addr-spec of an address header value, or "".
 func address(s string) string {

@@ -43,7 +43,7 @@ func complaint(id, from string) []byte {
 
 // fixture is the alias table of aliasYAML and an empty SQLite feedback
 // store, closed when the test ends.
-func fixture(t *testing.T) (*aliases.Table, *sqlitestore.Store) {
+func fixture(t testing.TB) (*aliases.Table, *sqlitestore.Store) {
 	t.Helper()
 	table, err := aliases.Parse([]byte(aliasYAML))
 	if err != nil {

@@ -2,6 +2,7 @@ package feedback
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -38,6 +39,12 @@ type Store interface {
 	// Sends is address's count on day.
 	Sends(ctx context.Context, address, day string) (int, error)
 
+	// Load reads, in one statement (one consistent view), what the
+	// Handler's checks need: every disabled alias, each alias's latest
+	// complaint at or after since, the pauses ending after now and, when
+	// day is not "", the day's send counts.
+	Load(ctx context.Context, now, since time.Time, day string) (State, error)
+
 	Close() error
 }
 
@@ -48,4 +55,46 @@ type Pause struct {
 	Kind    string // BouncePermanent, BounceTransient, BounceUndetermined
 	Since   time.Time
 	Reason  string // the bounce's sub-type and diagnostic
+}
+
+// State is the part of the feedback state the per-mail checks read
+// (Store.Load). The Handler keeps it in memory and decides expiry — of a
+// pause, of the complaint window, of the day — when it checks.
+type State struct {
+	Disabled   map[string]bool      // aliases disabled in the Store
+	Complained map[string]time.Time // alias → its latest complaint at or after since
+	Paused     map[string]time.Time // address → end of its pause (after now)
+	Sends      map[string]int       // address → mails sent on day
+}
+
+// NewState returns an empty State, its maps made.
+func NewState() State {
+	return State{Disabled: map[string]bool{}, Complained: map[string]time.Time{}, Paused: map[string]time.Time{}, Sends: map[string]int{}}
+}
+
+// Kinds of the rows of a Store's Load query (its first column).
+const (
+	LoadDisabled  = 0
+	LoadComplaint = 1
+	LoadPaused    = 2
+	LoadSends     = 3
+)
+
+// Add puts one row of a Load query in s: an alias (LoadDisabled), an
+// alias and its latest complaint (LoadComplaint), an address and its
+// pause's end (LoadPaused), an address and its count (LoadSends).
+func (s State) Add(kind int, key string, t time.Time, n int) error {
+	switch kind {
+	case LoadDisabled:
+		s.Disabled[key] = true
+	case LoadComplaint:
+		s.Complained[key] = t
+	case LoadPaused:
+		s.Paused[key] = t
+	case LoadSends:
+		s.Sends[key] = n
+	default:
+		return fmt.Errorf("feedback state: row of unknown kind %d", kind)
+	}
+	return nil
 }

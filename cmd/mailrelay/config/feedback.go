@@ -13,6 +13,8 @@ type Feedback struct {
 	BouncePauseSoft        time.Duration
 	ComplaintsDisable      int
 	DailyCapPerDestination int
+	// Refresh bounds how stale the feedback state a check reads may be.
+	Refresh time.Duration
 	// SESConfigurationSet is named on every send, with the alias tag.
 	SESConfigurationSet string
 }
@@ -22,6 +24,7 @@ func (f *Feedback) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&f.BouncePauseSoft, "bounce-pause-soft", feedback.DefaultPauseSoft, "a transient SES bounce pauses forwarding to that destination for this long")
 	fs.IntVar(&f.ComplaintsDisable, "complaints-disable", feedback.DefaultComplaintsDisable, "complaints within 30 days that disable an alias (its mail dropped alias_disabled; negative: never)")
 	fs.StringVar(&f.SESConfigurationSet, "ses-configuration-set", "", "SES configuration set named on every send, with the message tag alias: the alias, each character other than A-Z a-z 0-9 _ - replaced by _ (event publishing, reputation metrics; empty: none)")
+	fs.DurationVar(&f.Refresh, "feedback-refresh", feedback.DefaultRefresh, "the per-mail checks read the feedback state from memory, reloaded every half of this: a pause, complaint, disable or daily count written by another replica takes effect here within it (and no check uses a copy older)")
 	fs.IntVar(&f.DailyCapPerDestination, "daily-cap-per-destination", 0, "most mails forwarded to one destination per UTC day; over it mail is dead-lettered daily_cap (0: no cap)")
 }
 
@@ -29,7 +32,7 @@ func (f *Feedback) validate(bad func(flagName, format string, args ...any)) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"bounce-pause-hard", f.BouncePauseHard}, {"bounce-pause-soft", f.BouncePauseSoft}} {
+	}{{"bounce-pause-hard", f.BouncePauseHard}, {"bounce-pause-soft", f.BouncePauseSoft}, {"feedback-refresh", f.Refresh}} {
 		if d.v <= 0 {
 			bad(d.name, "%s: must be positive", d.v)
 		}

@@ -18,7 +18,8 @@ const StateDBName = "mailrelay-state.db"
 // --database-url (every replica sees every pause, complaint and daily
 // count), else embedded (SQLite beside the spool) — and returns the
 // handler of SES feedback; the embedded database is closed when Serve
-// returns.
+// returns. The per-mail checks read the state from memory (refreshed by
+// Handler.Run, started here, every --feedback-refresh/2).
 func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 	cfg := r.cfg.Feedback
 	var store feedback.Store
@@ -33,7 +34,7 @@ func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 		r.onStop(func() { _ = s.Close() })
 		store = s
 	}
-	return feedback.NewHandler(feedback.Options{
+	h := feedback.NewHandler(feedback.Options{
 		Store:             store,
 		Aliases:           r.aliases.resolver,
 		AliasStates:       r.aliases.manager, // complaint disables of managed aliases
@@ -41,9 +42,17 @@ func (r *run) feedback(ctx context.Context) (*feedback.Handler, error) {
 		PauseSoft:         cfg.BouncePauseSoft,
 		ComplaintsDisable: cfg.ComplaintsDisable,
 		DailyCap:          cfg.DailyCapPerDestination,
+		Refresh:           cfg.Refresh,
 		Metrics:           feedback.NewMetrics(r.m.Registry),
 		Logger:            r.log.With("component", "feedback"),
-	}), nil
+	})
+	// Keep the checks' view fresh and flush the daily counts; stopped (a
+	// last flush) after the workers and before the store closes.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(bg) }()
+	r.onStop(func() { stop(); <-done })
+	return h, nil
 }
 
 // observeFeedback keeps the paused-destination and alias-state gauges

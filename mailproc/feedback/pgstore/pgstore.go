@@ -202,3 +202,36 @@ func (s *Store) Sends(ctx context.Context, address, day string) (int, error) {
 	})
 	return n, err
 }
+
+// Load implements feedback.Store: one UNION ALL statement, so one
+// snapshot of all four tables.
+func (s *Store) Load(ctx context.Context, now, since time.Time, day string) (feedback.State, error) {
+	var st feedback.State
+	err := s.do(ctx, "load", func(ctx context.Context, pool *pgxpool.Pool) error {
+		st = feedback.NewState() // a retry starts afresh
+		rows, err := pool.Query(ctx, `
+SELECT 0, alias, to_timestamp(0), 0::bigint FROM feedback_disabled_aliases
+UNION ALL SELECT 1, alias, max(at), 0 FROM feedback_complaints WHERE at >= $1 GROUP BY alias
+UNION ALL SELECT 2, address, until_at, 0 FROM feedback_paused_destinations WHERE until_at > $2
+UNION ALL SELECT 3, address, to_timestamp(0), count FROM feedback_daily_sends WHERE $3 <> '' AND day = $3`,
+			since, now, day)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var kind int
+			var key string
+			var t time.Time
+			var n int64
+			if err := rows.Scan(&kind, &key, &t, &n); err != nil {
+				return err
+			}
+			if err := st.Add(kind, key, t.UTC(), int(n)); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	return st, err
+}

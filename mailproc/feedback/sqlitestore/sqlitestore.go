@@ -188,6 +188,34 @@ func (s *Store) Sends(ctx context.Context, address, day string) (int, error) {
 	return n, wrap("sends", err)
 }
 
+// Load implements feedback.Store: one UNION ALL statement, so one read
+// transaction sees all four tables at once.
+func (s *Store) Load(ctx context.Context, now, since time.Time, day string) (feedback.State, error) {
+	st := feedback.NewState()
+	rows, err := s.db.QueryContext(ctx, `
+SELECT 0, alias, 0, 0 FROM feedback_disabled_aliases
+UNION ALL SELECT 1, alias, max(at_ns), 0 FROM feedback_complaints WHERE at_ns >= ? GROUP BY alias
+UNION ALL SELECT 2, address, until_ns, 0 FROM feedback_paused_destinations WHERE until_ns > ?
+UNION ALL SELECT 3, address, 0, count FROM feedback_daily_sends WHERE ? <> '' AND day = ?`,
+		ns(since), ns(now), day, day)
+	if err != nil {
+		return st, wrap("load", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, n int
+		var key string
+		var t int64
+		if err := rows.Scan(&kind, &key, &t, &n); err != nil {
+			return st, wrap("load", err)
+		}
+		if err := st.Add(kind, key, time.Unix(0, t).UTC(), n); err != nil {
+			return st, err
+		}
+	}
+	return st, wrap("load", rows.Err())
+}
+
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

@@ -7,6 +7,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"ComplaintsAndDisabledAliases", complaints},
 		{"DailySends", dailySends},
 		{"SharedByTwoStores", shared},
+		{"Load", load},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newBackend(t)) })
 	}
@@ -216,4 +218,70 @@ func shared(t *testing.T, open Backend) {
 	if n, err := b.Complaints(ctx, "c@relay", t0.Add(-time.Hour)); n != perStore || err != nil {
 		t.Errorf("complaints = %d, %v; want %d (each feedback id once)", n, err, perStore)
 	}
+}
+
+// Load reads what the checks need: expired pauses, complaints before
+// since and other days' counts left out; what another store on the
+// database wrote included.
+func load(t *testing.T, open Backend) {
+	a, b := open(t), open(t)
+	ctx := context.Background()
+	since := t0.Add(-30 * 24 * time.Hour)
+	steps := []func() error{
+		func() error { return a.DisableAlias(ctx, "off@relay", t0, "3 complaints") },
+		func() error { return b.DisableAlias(ctx, "off2@relay", t0, "") },
+		func() error { _, err := a.AddComplaint(ctx, "c@relay", "f1", t0.Add(-time.Hour), since); return err },
+		func() error { _, err := b.AddComplaint(ctx, "c@relay", "f2", t0.Add(-2*time.Hour), since); return err },
+		func() error {
+			_, err := a.AddComplaint(ctx, "old@relay", "f3", since.Add(-time.Second), since)
+			return err
+		},
+		func() error {
+			return a.Pause(ctx, feedback.Pause{Address: "p@x", Until: t0.Add(time.Hour), Kind: feedback.BounceTransient, Since: t0})
+		},
+		func() error {
+			return b.Pause(ctx, feedback.Pause{Address: "gone@x", Until: t0, Kind: feedback.BounceTransient, Since: t0.Add(-time.Hour)})
+		},
+		func() error { _, err := a.AddSends(ctx, "d@x", "2026-03-01", 3); return err },
+		func() error { _, err := b.AddSends(ctx, "d@x", "2026-03-01", 2); return err },
+		func() error { _, err := b.AddSends(ctx, "d@x", "2026-02-28", 7); return err },
+	}
+	for _, st := range steps {
+		if err := st(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		day  string
+		want feedback.State
+	}{
+		{"with the day's counts", "2026-03-01", feedback.State{
+			Disabled:   map[string]bool{"off@relay": true, "off2@relay": true},
+			Complained: map[string]time.Time{"c@relay": t0.Add(-time.Hour)},
+			Paused:     map[string]time.Time{"p@x": t0.Add(time.Hour)},
+			Sends:      map[string]int{"d@x": 5},
+		}},
+		{"no counts asked", "", feedback.State{
+			Disabled:   map[string]bool{"off@relay": true, "off2@relay": true},
+			Complained: map[string]time.Time{"c@relay": t0.Add(-time.Hour)},
+			Paused:     map[string]time.Time{"p@x": t0.Add(time.Hour)},
+			Sends:      map[string]int{},
+		}},
+	} {
+		for name, s := range map[string]feedback.Store{"a": a, "b": b} {
+			got, err := s.Load(ctx, t0, since, tc.day)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameState(got, tc.want) {
+				t.Errorf("%s: Load on %s = %+v, want %+v", tc.name, name, got, tc.want)
+			}
+		}
+	}
+}
+
+func sameState(a, b feedback.State) bool {
+	return maps.Equal(a.Disabled, b.Disabled) && maps.Equal(a.Sends, b.Sends) &&
+		maps.EqualFunc(a.Complained, b.Complained, time.Time.Equal) && maps.EqualFunc(a.Paused, b.Paused, time.Time.Equal)
 }
