@@ -247,8 +247,8 @@ type Spool struct {
 	deadExpired   uint64   // dead letters deleted by the bounds, since Open
 	reserved      int      // Puts between bound check and commit
 	reservedBytes int64
-	cacheBytes    int64 // bytes of cached entries (cache.go)
-	cacheMax      int64 // bound on cacheBytes
+	cacheBytes    int64                    // bytes of cached entries (cache.go)
+	cacheMax      int64                    // bound on cacheBytes
 	claims        map[string]chan struct{} // IDs being written by Put or Redrive; closed when done
 	waiters       int                      // Next calls waiting on wake
 	wake          chan struct{}            // closed (and replaced) when an entry may have become available
