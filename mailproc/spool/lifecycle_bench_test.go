@@ -89,6 +89,10 @@ func BenchmarkWorkerBacklog(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	if testing.Verbose() {
+		m := s.db.Metrics()
+		b.Logf("filter %+v\nblock cache %+v\nfile cache %+v\n%s", m.Filter, m.BlockCache, m.FileCache, m)
+	}
 	if n := s.Stats().Messages; n != backlog {
 		b.Fatalf("backlog %d, want %d", n, backlog)
 	}
