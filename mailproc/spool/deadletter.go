@@ -18,8 +18,8 @@ import (
 // MaxDeadLetterAge) the oldest dead letters are deleted before it returns.
 func (s *Spool) DeadLetter(id, reason string) error {
 	var dl DeadLetter
-	err := s.transition(id, "dead-lettering", func(b *pebble.Batch) (err error) {
-		dl, err = move(s, b, pendingSpace, id, deadSpace, id, func(e Entry) DeadLetter {
+	err := s.transition(id, "dead-lettering", func(b *pebble.Batch, cached *Entry) (err error) {
+		dl, err = move(s, b, pendingSpace, id, cached, deadSpace, id, func(e Entry) DeadLetter {
 			return DeadLetter{Entry: e, Reason: reason, DeadAt: s.now()}
 		})
 		return err
@@ -52,7 +52,7 @@ func (s *Spool) buryCorrupt(id string) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	dl, err := move(s, b, corruptSpace, id, deadSpace, dlID, func(raw []byte) DeadLetter {
+	dl, err := move(s, b, corruptSpace, id, nil, deadSpace, dlID, func(raw []byte) DeadLetter {
 		s.log.Error("undecodable pending entry, moving to dead letters", "id", id)
 		return DeadLetter{Entry: Entry{ID: dlID, Payload: raw}, Reason: "spool_corrupt_entry", DeadAt: s.now()}
 	})
@@ -219,7 +219,7 @@ func (s *Spool) redriveChunk(ids []string) (moved int, missing []string, rerr er
 			continue
 		}
 		claimed = append(claimed, id)
-		e, err := move(s, b, deadSpace, id, pendingSpace, id, func(dl DeadLetter) Entry {
+		e, err := move(s, b, deadSpace, id, nil, pendingSpace, id, func(dl DeadLetter) Entry {
 			e := dl.Entry
 			e.ID = id
 			e.Attempts = 0

@@ -99,7 +99,7 @@ func (s *Spool) Forget(id string) error {
 // dropHeld deletes the pending entry id, durably, if it is held (and, with
 // unsentOnly, has no sent record); otherwise it returns errNotHeld.
 func (s *Spool) dropHeld(id string, unsentOnly bool) error {
-	return s.transition(id, "dropping held entry", func(b *pebble.Batch) error {
+	return s.transition(id, "dropping held entry", func(b *pebble.Batch, _ *Entry) error {
 		// Still held? (It may have been finished and redriven since.)
 		v, err := s.get(dbKey(prefixQueue, id))
 		if err != nil {

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// item is the in-memory index record of one pending entry. The payload is
-// not kept here: Next reads it from disk.
+// item is the in-memory index record of one pending entry. The entry
+// itself, payload included, is kept only while it fits in the entry cache
+// (cache.go); otherwise Next reads it from disk.
 type item struct {
 	id   string    // fixed
 	enq  time.Time // EnqueuedAt; fixed
@@ -19,6 +20,10 @@ type item struct {
 	removed bool // no longer pending (completed, dead-lettered)
 	dueIdx  int  // index in Spool.due, -1 while leased
 	ageIdx  int  // index in Spool.age
+	// entry is the cached entry as stored (nil: not cached, read the
+	// store), entrySize what it is charged in the cache (cache.go).
+	entry     *Entry
+	entrySize int64
 
 	// mu serializes the read-modify-write of the stored entry (transition:
 	// MarkSent, Retry, Complete, DeadLetter) so that concurrent updates are
@@ -111,6 +116,7 @@ func (s *Spool) removeLocked(it *item) {
 		return
 	}
 	it.removed = true
+	s.uncacheLocked(it)
 	delete(s.items, it.id)
 	s.bytes -= it.size
 	if it.dueIdx >= 0 {

@@ -38,6 +38,7 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 		reserved  bool
 		size      = int64(len(e.Payload))
 		committed *item
+		stored    *Entry // to cache with committed, if not nil
 	)
 	defer func() {
 		s.mu.Lock()
@@ -47,6 +48,9 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 		}
 		if committed != nil {
 			s.addLocked(committed)
+			if stored != nil {
+				s.cacheLocked(committed, stored)
+			}
 			s.signalLocked()
 		}
 		s.unclaimLocked(e.ID)
@@ -54,10 +58,14 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 	}()
 
 	now := s.now()
-	if _, err := s.get(dbKey(prefixDead, e.ID)); err == nil {
+	// Every dead letter is indexed (deadItems), and holding the claim no
+	// d/ record of this ID can appear or go but by the bounds' expiry
+	// (then it may still be indexed for a moment: a duplicate, harmlessly).
+	s.mu.Lock()
+	_, dead := s.deadItems[e.ID]
+	s.mu.Unlock()
+	if dead {
 		return true, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return false, fmt.Errorf("spool: checking dead letters: %w", err)
 	}
 	expiredMarker := false
 	if v, err := s.get(dbKey(prefixSeen, e.ID)); err == nil {
@@ -104,6 +112,9 @@ func (s *Spool) Put(ctx context.Context, e Entry) (duplicate bool, err error) {
 		return false, fmt.Errorf("spool: writing entry: %w", err)
 	}
 	committed = &item{id: e.ID, due: dueOf(e), enq: e.EnqueuedAt, size: size}
+	if c, ok := asStored(e); ok {
+		stored = &c
+	}
 	return false, nil
 }
 

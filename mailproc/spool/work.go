@@ -43,6 +43,10 @@ func (s *Spool) Next(ctx context.Context) (Entry, error) {
 			} else {
 				heap.Pop(&s.due)
 				top.leased = true
+				if e, ok := s.cachedCopyLocked(top); ok {
+					s.mu.Unlock()
+					return e, nil
+				}
 				s.ops.Add(1)
 				s.mu.Unlock()
 				e, err := s.readLeased(top)
@@ -160,7 +164,7 @@ func (s *Spool) Release(id string) {
 // record is durable, so the worker finds every copy sent and completes it
 // again without sending anything.
 func (s *Spool) Complete(id string) error {
-	return s.transitionSync(id, "completing", pebble.NoSync, func(b *pebble.Batch) error {
+	return s.transitionSync(id, "completing", pebble.NoSync, func(b *pebble.Batch, _ *Entry) error {
 		exp := expiryAt(s.now(), s.dedupeTTL)
 		b.Delete(dbKey(prefixQueue, id), nil)
 		b.Set(dbKey(prefixSeen, id), encodeExpiry(exp), nil)
