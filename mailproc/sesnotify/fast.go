@@ -47,7 +47,11 @@ func parseFast(b []byte) (*Notification, bool) {
 		return false
 	})
 	s.ws()
-	return n, ok && s.i == len(b)
+	if !ok || s.i != len(b) {
+		return nil, false
+	}
+	s.done()
+	return n, true
 }
 
 // scanValid reports whether b is one JSON value, by the scanner's grammar
@@ -76,9 +80,20 @@ const maxDepth = 1000
 
 // scanner walks a document, checking its grammar as it goes.
 type scanner struct {
-	b    []byte
-	str0 string // b as a string, made on the first kept string; the fields are substrings of it
-	i    int
+	b []byte
+	i int
+	// The strings kept are copied out of b at the end, into one string
+	// (done): spans says where each goes. Past len(spans), all of b is
+	// copied into str0 and the rest are substrings of it.
+	spans [24]span
+	ns    int
+	str0  string
+}
+
+// span is a kept string b[start:end], for *dst.
+type span struct {
+	dst        *string
+	start, end int
 }
 
 func (s *scanner) ws() {
@@ -363,26 +378,59 @@ func (s *scanner) skip(depth int) bool {
 	return s.number()
 }
 
-// keep returns b[start:end] as a string sharing one copy of b.
-func (s *scanner) keep(start, end int) string {
+// keep sets *dst to b[start:end] (once the scan is done).
+func (s *scanner) keep(dst *string, start, end int) {
+	if s.str0 == "" && s.ns < len(s.spans) {
+		s.spans[s.ns] = span{dst, start, end}
+		s.ns++
+		return
+	}
 	if s.str0 == "" {
 		s.str0 = string(s.b)
 	}
-	return s.str0[start:end]
+	*dst = s.str0[start:end]
+}
+
+// done copies the kept strings out of b, into one allocation.
+func (s *scanner) done() {
+	size := 0
+	for _, sp := range s.spans[:s.ns] {
+		size += sp.end - sp.start
+	}
+	var all strings.Builder
+	all.Grow(size)
+	for _, sp := range s.spans[:s.ns] {
+		all.Write(s.b[sp.start:sp.end])
+	}
+	str, at := all.String(), 0
+	for _, sp := range s.spans[:s.ns] {
+		l := sp.end - sp.start
+		*sp.dst = str[at : at+l]
+		at += l
+	}
 }
 
 // str reads a string without escapes, in valid UTF-8, into *v.
 func (s *scanner) str(v *string) bool {
-	if s.peek() != '"' {
-		return false
+	start, end, ok := s.strSpan()
+	if ok {
+		s.keep(v, start, end)
 	}
-	start := s.i + 1
+	return ok
+}
+
+// strSpan reads a string without escapes, in valid UTF-8, and returns
+// where its content is in b.
+func (s *scanner) strSpan() (start, end int, ok bool) {
+	if s.peek() != '"' {
+		return 0, 0, false
+	}
+	start = s.i + 1
 	end, esc, nonASCII, ok := s.string()
 	if !ok || esc || nonASCII && !utf8.Valid(s.b[start:end]) {
-		return false // encoding/json decodes escapes and replaces invalid UTF-8
+		return 0, 0, false // encoding/json decodes escapes and replaces invalid UTF-8
 	}
-	*v = s.keep(start, end)
-	return true
+	return start, end, true
 }
 
 // strings reads an array of strings without escapes.
@@ -391,23 +439,49 @@ func (s *scanner) strings(v *[]string) bool {
 		return false
 	}
 	s.i++
-	l := []string{}
 	if s.peek() == ']' {
 		s.i++
-		*v = l
+		*v = []string{}
 		return true
 	}
+	// The elements are kept without a destination, set once the list is
+	// made; past the spans (or once str0 is made), they are substrings of
+	// str0, in l.
+	first := s.ns
+	var l []string
 	for {
-		var e string
-		if !s.str(&e) {
+		start, end, ok := s.strSpan()
+		if !ok {
 			return false
 		}
-		l = append(l, e)
+		switch {
+		case l == nil && s.str0 == "" && s.ns < len(s.spans):
+			s.spans[s.ns] = span{nil, start, end}
+			s.ns++
+		case l == nil:
+			if s.str0 == "" {
+				s.str0 = string(s.b)
+			}
+			l = make([]string, 0, s.ns-first+1)
+			for _, sp := range s.spans[first:s.ns] {
+				l = append(l, s.str0[sp.start:sp.end])
+			}
+			s.ns = first
+			fallthrough
+		default:
+			l = append(l, s.str0[start:end])
+		}
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
+			if l == nil {
+				l = make([]string, s.ns-first)
+				for i := range l {
+					s.spans[first+i].dst = &l[i]
+				}
+			}
 			*v = l
 			return true
 		default:
@@ -449,7 +523,7 @@ func (s *scanner) jsonNumber(v *json.Number) bool {
 		if !s.number() {
 			return false
 		}
-		*v = json.Number(s.keep(start, s.i))
+		s.keep((*string)(v), start, s.i)
 		return true
 	}
 	start := s.i + 1
@@ -461,7 +535,7 @@ func (s *scanner) jsonNumber(v *json.Number) bool {
 	if !in.number() || in.i != end-start {
 		return false
 	}
-	*v = json.Number(s.keep(start, end))
+	s.keep((*string)(v), start, end)
 	return true
 }
 
