@@ -356,7 +356,9 @@ func (p *Pool) settle(ctx context.Context, e spool.Entry, res result, log *slog.
 		for _, reason := range res.dropped {
 			m.WithLabelValues(telemetry.MsgDropped, string(reason)).Inc()
 		}
-		log.Info("finished", "outcome", res.outcome, "reason", res.reason, "sent", res.sent, "dropped", res.dropped)
+		if log.Enabled(context.Background(), slog.LevelInfo) { // log.Info's own test, before its arguments are boxed
+			log.Info("finished", "outcome", res.outcome, "reason", res.reason, "sent", res.sent, "dropped", res.dropped)
+		}
 
 	case ctx.Err() != nil && !failure.IsPermanent(res.err):
 		// Shutting down: leave the entry for the next start, no attempt used.

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"bytes"
 	"errors"
 	"mime"
 	"strings"
@@ -50,7 +49,9 @@ func (f Facts) HasLoopMarker(marker string) bool {
 // returns its Facts. Only the first Return-Path, Auto-Submitted and
 // Content-Type count, as only they would be kept by a reader.
 func Examine(raw []byte) (Facts, error) {
-	st := getState(bytes.NewReader(raw))
+	st := getState(nil)
+	st.rd.Reset(raw) // the pooled reader: nothing allocated per mail
+	st.br.Reset(&st.rd)
 	defer putState(st)
 	if err := st.readHeader(maxHeaderBytes); err != nil {
 		if errors.Is(err, errHeaderTooLarge) {
@@ -94,6 +95,22 @@ func Examine(raw []byte) (Facts, error) {
 // stray bytes) is judged on its media type and a report-type parameter
 // found by a plain search, so that a sloppy bounce is still recognised.
 func isDeliveryReport(v string) bool {
+	// The common case first, without parsing: an ASCII media type that is
+	// none of the three (mime and the plain search both take the text
+	// before ';', trimmed and lower-cased, as the media type).
+	if base, _, _ := strings.Cut(v, ";"); isASCII(base) {
+		switch base = strings.TrimSpace(base); {
+		case strings.EqualFold(base, "message/delivery-status"), strings.EqualFold(base, "message/global-delivery-status"),
+			strings.EqualFold(base, "multipart/report"):
+		default:
+			return false
+		}
+	}
+	return parseDeliveryReport(v)
+}
+
+// parseDeliveryReport is isDeliveryReport without the shortcut.
+func parseDeliveryReport(v string) bool {
 	mt, params, err := mime.ParseMediaType(v)
 	var reportType string
 	if err != nil {
@@ -115,4 +132,13 @@ func isDeliveryReport(v string) bool {
 		return reportType == "delivery-status" || reportType == "global-delivery-status"
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

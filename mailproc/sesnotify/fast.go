@@ -2,28 +2,31 @@ package sesnotify
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
 // parseFast is ParseBrief's fast path. It reads only notifications in the
-// form SES and this relay write (valid UTF-8 and JSON, an object, exact
-// field names, each once, strings without escapes, no nulls where a field
+// form SES and this relay write (an object, exact field names, each once,
+// kept strings without escapes and in valid UTF-8, no nulls where a field
 // is read) and answers ok=false for anything else, which ParseBrief then
 // decodes with encoding/json. On what it accepts its answer is exactly
 // encoding/json's (FuzzParseBrief compares the two on every input).
 //
 // Why: the worker decodes every mail's notification, and reflection-driven
 // decoding of a 2 KB notification cost more than the rewrite (profile in
-// docs/benchmarks.md). The input is validated first (json.Valid, ~1 GB/s),
-// so the scanner below never meets malformed JSON.
+// docs/benchmarks.md). It is one pass: the scanner checks the JSON grammar
+// of everything it reads and of everything it skips (strings, escapes,
+// control characters, numbers, literals, nesting, nothing but blanks after
+// the value), so it accepts only what json.Valid accepts (FuzzScanValid
+// compares the two) without running it first, which cost as much as the
+// scan.
 func parseFast(b []byte) (*Notification, bool) {
-	if !utf8.Valid(b) || !json.Valid(b) {
-		return nil, false
-	}
-	s := scanner{b: b, str0: string(b)} // one copy; the fields are substrings of it
+	s := scanner{b: b}
 	n := &Notification{}
 	ok := s.object(notificationFields, func(field int) bool {
 		switch field {
@@ -44,7 +47,22 @@ func parseFast(b []byte) (*Notification, bool) {
 		return false
 	})
 	s.ws()
-	return n, ok && s.i == len(b)
+	if !ok || s.i != len(b) {
+		return nil, false
+	}
+	s.done()
+	return n, true
+}
+
+// scanValid reports whether b is one JSON value, by the scanner's grammar
+// (json.Valid's but for nesting deeper than maxDepth).
+func scanValid(b []byte) bool {
+	s := scanner{b: b}
+	if !s.skip(0) {
+		return false
+	}
+	s.ws()
+	return s.i == len(b)
 }
 
 // The fields parseFast reads, by object (encoding/json's names).
@@ -56,11 +74,26 @@ var (
 	verdictFields      = []string{"status"}
 )
 
-// scanner walks a document json.Valid accepted.
+// maxDepth bounds the nesting the scanner skips; deeper documents go to
+// encoding/json (whose own limit is 10000).
+const maxDepth = 1000
+
+// scanner walks a document, checking its grammar as it goes.
 type scanner struct {
-	b    []byte
-	str0 string // b as a string
-	i    int
+	b []byte
+	i int
+	// The strings kept are copied out of b at the end, into one string
+	// (done): spans says where each goes. Past len(spans), all of b is
+	// copied into str0 and the rest are substrings of it.
+	spans [24]span
+	ns    int
+	str0  string
+}
+
+// span is a kept string b[start:end], for *dst.
+type span struct {
+	dst        *string
+	start, end int
 }
 
 func (s *scanner) ws() {
@@ -83,24 +116,119 @@ func (s *scanner) peek() byte {
 	return s.b[s.i]
 }
 
-// rawString consumes a string and returns its content; escaped says
-// whether it holds a backslash (its content then is not its value).
-func (s *scanner) rawString() (content []byte, escaped bool) {
-	start := s.i + 1
-	j := start
+// special flags (high bit of each byte) the bytes of x a string scan must
+// stop at: '"', '\\', controls below 0x20 and non-ASCII. The lowest flagged
+// byte is exact (borrows only run upwards from a flagged byte).
+func special(x uint64) uint64 {
+	const lsb = 0x0101010101010101
+	return ((x - lsb*0x20) | ((x ^ lsb*'"') - lsb) | ((x ^ lsb*'\\') - lsb) | x) & (lsb * 0x80)
+}
+
+// string consumes the string at s.i (its opening quote), checking its
+// escapes and that it holds no control character, and returns the end of
+// its content, whether it holds an escape, whether it holds a non-ASCII
+// byte, and ok=false if it is not a well-formed string.
+func (s *scanner) string() (end int, escaped, nonASCII, ok bool) {
+	b := s.b
+	i := s.i + 1
 	for {
-		j += bytes.IndexByte(s.b[j:], '"')
-		bs := 0 // backslashes before the quote: an odd count escapes it
-		for p := j - 1; p >= start && s.b[p] == '\\'; p-- {
-			bs++
+		for i+8 <= len(b) {
+			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
 		}
-		if bs%2 == 0 {
-			break
+		if i >= len(b) {
+			return 0, false, false, false
 		}
-		j++
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return i, escaped, nonASCII, true
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return 0, false, false, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return 0, false, false, false
+				}
+				i += 6
+			default:
+				return 0, false, false, false
+			}
+		case c < 0x20:
+			return 0, false, false, false
+		default: // non-ASCII, or a plain byte near the end
+			nonASCII = nonASCII || c >= utf8.RuneSelf
+			i++
+		}
 	}
-	s.i = j + 1
-	return s.b[start:j], bytes.IndexByte(s.b[start:j], '\\') >= 0
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// number consumes a number per the JSON grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() bool {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return false
+	case b[i] == '0':
+		i++
+	case '1' <= b[i] && b[i] <= '9':
+		i = digits(b, i+1)
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(b, i+1)
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(b, i)
+		if j == i {
+			return false
+		}
+		i = j
+	}
+	s.i = i
+	return true
+}
+
+// digits returns the index of the first non-digit at or after i.
+func digits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// literal consumes word (true, false or null).
+func (s *scanner) literal(word string) bool {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		return false
+	}
+	s.i += len(word)
+	return true
 }
 
 // object consumes an object whose fields are names (at most 32), calling
@@ -117,12 +245,18 @@ func (s *scanner) object(names []string, member func(field int) bool) bool {
 	}
 	var seen uint32
 	for {
-		s.ws()
-		key, esc := s.rawString()
-		if esc {
+		if s.peek() != '"' {
 			return false
 		}
-		s.peek() // ':'
+		start := s.i + 1
+		end, esc, _, ok := s.string()
+		if !ok || esc {
+			return false
+		}
+		key := s.b[start:end]
+		if s.peek() != ':' {
+			return false
+		}
 		s.i++
 		s.ws()
 		field := -1
@@ -151,6 +285,8 @@ func (s *scanner) object(names []string, member func(field int) bool) bool {
 		case '}':
 			s.i++
 			return true
+		default:
+			return false
 		}
 	}
 }
@@ -169,50 +305,132 @@ func (s *scanner) unknown(key []byte, names []string) bool {
 			return false
 		}
 	}
-	s.skip()
-	return true
+	return s.skip(1)
 }
 
-// skip consumes any value.
-func (s *scanner) skip() {
+// skip consumes any value, checking its grammar; depth is the nesting of
+// the containers around it.
+func (s *scanner) skip(depth int) bool {
 	switch s.peek() {
 	case '"':
-		s.rawString()
-	case '{', '[':
-		depth := 0
+		_, _, _, ok := s.string()
+		return ok
+	case '{':
+		if depth >= maxDepth {
+			return false
+		}
+		s.i++
+		if s.peek() == '}' {
+			s.i++
+			return true
+		}
 		for {
-			switch s.b[s.i] {
-			case '"':
-				s.rawString()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
+			if s.peek() != '"' {
+				return false
+			}
+			if _, _, _, ok := s.string(); !ok || s.peek() != ':' {
+				return false
 			}
 			s.i++
-			if depth == 0 {
-				return
+			if !s.skip(depth + 1) {
+				return false
+			}
+			switch s.peek() {
+			case ',':
+				s.i++
+			case '}':
+				s.i++
+				return true
+			default:
+				return false
 			}
 		}
-	default:
-		for s.i < len(s.b) && bytes.IndexByte([]byte(",}] \t\n\r"), s.b[s.i]) < 0 {
-			s.i++
+	case '[':
+		if depth >= maxDepth {
+			return false
 		}
+		s.i++
+		if s.peek() == ']' {
+			s.i++
+			return true
+		}
+		for {
+			if !s.skip(depth + 1) {
+				return false
+			}
+			switch s.peek() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	case 'n':
+		return s.literal("null")
+	}
+	return s.number()
+}
+
+// keep sets *dst to b[start:end] (once the scan is done).
+func (s *scanner) keep(dst *string, start, end int) {
+	if s.str0 == "" && s.ns < len(s.spans) {
+		s.spans[s.ns] = span{dst, start, end}
+		s.ns++
+		return
+	}
+	if s.str0 == "" {
+		s.str0 = string(s.b)
+	}
+	*dst = s.str0[start:end]
+}
+
+// done copies the kept strings out of b, into one allocation.
+func (s *scanner) done() {
+	size := 0
+	for _, sp := range s.spans[:s.ns] {
+		size += sp.end - sp.start
+	}
+	var all strings.Builder
+	all.Grow(size)
+	for _, sp := range s.spans[:s.ns] {
+		all.Write(s.b[sp.start:sp.end])
+	}
+	str, at := all.String(), 0
+	for _, sp := range s.spans[:s.ns] {
+		l := sp.end - sp.start
+		*sp.dst = str[at : at+l]
+		at += l
 	}
 }
 
-// str reads a string without escapes into *v.
+// str reads a string without escapes, in valid UTF-8, into *v.
 func (s *scanner) str(v *string) bool {
+	start, end, ok := s.strSpan()
+	if ok {
+		s.keep(v, start, end)
+	}
+	return ok
+}
+
+// strSpan reads a string without escapes, in valid UTF-8, and returns
+// where its content is in b.
+func (s *scanner) strSpan() (start, end int, ok bool) {
 	if s.peek() != '"' {
-		return false
+		return 0, 0, false
 	}
-	start := s.i + 1
-	if _, esc := s.rawString(); esc {
-		return false
+	start = s.i + 1
+	end, esc, nonASCII, ok := s.string()
+	if !ok || esc || nonASCII && !utf8.Valid(s.b[start:end]) {
+		return 0, 0, false // encoding/json decodes escapes and replaces invalid UTF-8
 	}
-	*v = s.str0[start : s.i-1]
-	return true
+	return start, end, true
 }
 
 // strings reads an array of strings without escapes.
@@ -221,36 +439,67 @@ func (s *scanner) strings(v *[]string) bool {
 		return false
 	}
 	s.i++
-	l := []string{}
 	if s.peek() == ']' {
 		s.i++
-		*v = l
+		*v = []string{}
 		return true
 	}
+	// The elements are kept without a destination, set once the list is
+	// made; past the spans (or once str0 is made), they are substrings of
+	// str0, in l.
+	first := s.ns
+	var l []string
 	for {
-		var e string
-		if !s.str(&e) {
+		start, end, ok := s.strSpan()
+		if !ok {
 			return false
 		}
-		l = append(l, e)
+		switch {
+		case l == nil && s.str0 == "" && s.ns < len(s.spans):
+			s.spans[s.ns] = span{nil, start, end}
+			s.ns++
+		case l == nil:
+			if s.str0 == "" {
+				s.str0 = string(s.b)
+			}
+			l = make([]string, 0, s.ns-first+1)
+			for _, sp := range s.spans[first:s.ns] {
+				l = append(l, s.str0[sp.start:sp.end])
+			}
+			s.ns = first
+			fallthrough
+		default:
+			l = append(l, s.str0[start:end])
+		}
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
+			if l == nil {
+				l = make([]string, s.ns-first)
+				for i := range l {
+					s.spans[first+i].dst = &l[i]
+				}
+			}
 			*v = l
 			return true
+		default:
+			return false
 		}
 	}
 }
 
-// raw copies any value but null.
+// raw copies any value but null; one holding invalid UTF-8 is refused
+// (encoding/json replaces it in a RawMessage field).
 func (s *scanner) raw(v *json.RawMessage) bool {
 	if s.peek() == 'n' {
 		return false
 	}
 	start := s.i
-	s.skip()
+	if !s.skip(1) || !utf8.Valid(s.b[start:s.i]) {
+		return false
+	}
 	*v = append(json.RawMessage(nil), s.b[start:s.i]...)
 	return true
 }
@@ -260,18 +509,42 @@ func (s *scanner) timestamp(t *time.Time) bool {
 		return false
 	}
 	start := s.i
-	if _, esc := s.rawString(); esc {
+	if _, esc, nonASCII, ok := s.string(); !ok || esc || nonASCII {
 		return false
 	}
 	return t.UnmarshalJSON(s.b[start:s.i]) == nil
 }
 
+// jsonNumber reads a number, or a string holding one (encoding/json
+// accepts both into a json.Number), into *v.
+func (s *scanner) jsonNumber(v *json.Number) bool {
+	if s.peek() != '"' {
+		start := s.i
+		if !s.number() {
+			return false
+		}
+		s.keep((*string)(v), start, s.i)
+		return true
+	}
+	start := s.i + 1
+	end, esc, _, ok := s.string()
+	if !ok || esc || end == start {
+		return false
+	}
+	in := scanner{b: s.b[start:end]}
+	if !in.number() || in.i != end-start {
+		return false
+	}
+	s.keep((*string)(v), start, end)
+	return true
+}
+
 func (s *scanner) boolean(v *bool) bool {
 	switch {
-	case bytes.HasPrefix(s.b[s.i:], []byte("true")):
-		*v, s.i = true, s.i+4
-	case bytes.HasPrefix(s.b[s.i:], []byte("false")):
-		*v, s.i = false, s.i+5
+	case s.literal("true"):
+		*v = true
+	case s.literal("false"):
+		*v = false
 	default:
 		return false
 	}
@@ -315,10 +588,9 @@ func (s *scanner) headers(listed *bool) bool {
 		return true
 	}
 	for {
-		if s.peek() != '{' {
+		if s.peek() != '{' || !s.skip(2) {
 			return false
 		}
-		s.skip()
 		*listed = true
 		switch s.peek() {
 		case ',':
@@ -326,6 +598,8 @@ func (s *scanner) headers(listed *bool) bool {
 		case ']':
 			s.i++
 			return true
+		default:
+			return false
 		}
 	}
 }
@@ -336,14 +610,7 @@ func (s *scanner) receipt(r *Receipt) bool {
 		case 0: // timestamp
 			return s.timestamp(&r.Timestamp)
 		case 1: // processingTimeMillis
-			c := s.peek()
-			if c != '-' && (c < '0' || c > '9') {
-				return false
-			}
-			start := s.i
-			s.skip()
-			r.ProcessingTimeMillis = json.Number(s.b[start:s.i])
-			return true
+			return s.jsonNumber(&r.ProcessingTimeMillis)
 		case 2: // recipients
 			return s.strings(&r.Recipients)
 		case 3: // spamVerdict

@@ -153,6 +153,15 @@ func ParseBrief(b []byte) (*Notification, error) {
 	if n, ok := parseFast(b); ok {
 		return check(n)
 	}
+	n, err := decodeBrief(b)
+	if err != nil {
+		return nil, malformed("%v", err)
+	}
+	return check(n)
+}
+
+// decodeBrief is ParseBrief's decoding with encoding/json (before check).
+func decodeBrief(b []byte) (*Notification, error) {
 	var w struct {
 		NotificationType string `json:"notificationType"`
 		Mail             struct {
@@ -173,16 +182,16 @@ func ParseBrief(b []byte) (*Notification, error) {
 		Complaint json.RawMessage `json:"complaint"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, malformed("%v", err)
+		return nil, err
 	}
 	m := w.Mail
-	return check(&Notification{
+	return &Notification{
 		NotificationType: w.NotificationType,
 		Mail: Mail{Timestamp: m.Timestamp, Source: m.Source, SourceArn: m.SourceArn, SourceIP: m.SourceIP,
 			SendingAccountID: m.SendingAccountID, MessageID: m.MessageID, Destination: m.Destination,
 			HeadersTruncated: m.HeadersTruncated, HeadersListed: bool(m.Headers)},
 		Receipt: w.Receipt, Content: w.Content, Bounce: w.Bounce, Complaint: w.Complaint,
-	})
+	}, nil
 }
 
 // headerPresence decodes a header list into whether it has any element,
