@@ -279,4 +279,3 @@ func TestBatchedDeleteCloseDeadline(t *testing.T) {
 		t.Errorf("not deleted counted %v, want 1", got)
 	}
 }
-
