@@ -105,8 +105,8 @@ type run struct {
 	// deletes (nil with --s3-delete-batch 0), closed after the workers.
 	objects mailproc.ObjectStore
 	deletes *awsclient.BatchedS3
-	hup      chan os.Signal
-	fatal    chan error
+	hup     chan os.Signal
+	fatal   chan error
 	// intakeActive counts the SNS deliveries being handled; the workers
 	// give way to them when the CPU is short.
 	intakeActive func() int64 // the spool failed closed (Options.OnFatal)
