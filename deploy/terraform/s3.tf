@@ -1,5 +1,6 @@
-# Received mail. SES writes it; the relay reads and deletes it; the lifecycle rule expires what
-# is left (a backstop, not the normal path).
+# Received mail. SES writes it; the relay reads and deletes it (in batches, DeleteObjects every
+# RELAY_S3_DELETE_BATCH); the lifecycle rule expires what is left (a backstop, not the normal
+# path: deletes that failed twice, and the last interval's objects after a relay crash).
 
 resource "aws_s3_bucket" "inbound" {
   bucket = local.bucket

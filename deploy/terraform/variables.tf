@@ -32,7 +32,7 @@ variable "object_key_prefix" {
 }
 
 variable "mail_expiry_days" {
-  description = "Days after which the bucket expires mail objects. A backstop: the relay deletes each object once the mail is forwarded or dropped. Keep it longer than the relay's RELAY_RETRY_MAX_AGE plus the time you need to reconcile or redrive."
+  description = "Days after which the bucket expires mail objects. A backstop: the relay deletes each object once the mail is forwarded or dropped (batched; a crash leaves the last interval's objects to this rule). Keep it longer than the relay's RELAY_RETRY_MAX_AGE plus the time you need to reconcile or redrive."
   type        = number
   default     = 14
 

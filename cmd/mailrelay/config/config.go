@@ -54,8 +54,11 @@ type Config struct {
 	AliasDB string
 	Workers int
 
-	SESAPI            string // "ses" (SendRawEmail) or "sesv2" (SendEmail raw)
-	DeleteS3Objects   bool
+	SESAPI          string // "ses" (SendRawEmail) or "sesv2" (SendEmail raw)
+	DeleteS3Objects bool
+	// S3DeleteBatch is how often the objects of finished mail are deleted
+	// together (DeleteObjects per bucket); 0: one DeleteObject per mail.
+	S3DeleteBatch     time.Duration
 	MaxMessageBytes   int64
 	InFlightBytes     int64
 	S3Timeout         time.Duration
@@ -115,6 +118,13 @@ type Config struct {
 	Feedback Feedback // SES feedback (feedback.go)
 }
 
+// DefaultS3DeleteBatch is --s3-delete-batch's default; MaxS3DeleteBatch
+// bounds it (what a crash leaves in the bucket grows with it).
+const (
+	DefaultS3DeleteBatch = 200 * time.Millisecond
+	MaxS3DeleteBatch     = time.Minute
+)
+
 // Intakes of --intake.
 const (
 	IntakeHTTP = "http"
@@ -162,6 +172,7 @@ func newFlagSet(name string, c *Config) *flag.FlagSet {
 	fs.IntVar(&c.Workers, "workers", 8, "size of the worker pool")
 	fs.StringVar(&c.SESAPI, "ses-api", awsclient.SendModeSES, "how to send: ses (SendRawEmail) or sesv2 (SendEmail with raw content)")
 	fs.BoolVar(&c.DeleteS3Objects, "delete-s3-objects", true, "delete the mail object from S3 once it is forwarded or dropped")
+	fs.DurationVar(&c.S3DeleteBatch, "s3-delete-batch", DefaultS3DeleteBatch, "with --delete-s3-objects: delete the objects of finished mail together, one S3 DeleteObjects per bucket this often (0: one DeleteObject per mail); a crash leaves the last interval's objects to the bucket's lifecycle expiry")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", mailproc.DefaultMaxMessageBytes, "largest mail forwarded (SES v1 limit: 10 MiB); larger ones are dead-lettered")
 	fs.Int64Var(&c.InFlightBytes, "inflight-bytes", 256<<20, "budget of raw mail bytes held by all workers at once")
 	fs.DurationVar(&c.S3Timeout, "s3-timeout", awsclient.DefaultS3GetTimeout, "timeout of one S3 operation (all attempts)")
@@ -459,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InFlightBytes < c.MaxMessageBytes {
 		bad("inflight-bytes", "%d must be at least --max-message-bytes %d", c.InFlightBytes, c.MaxMessageBytes)
+	}
+	if c.S3DeleteBatch < 0 || c.S3DeleteBatch > MaxS3DeleteBatch {
+		bad("s3-delete-batch", "%s: want 0 (one DeleteObject per mail) up to %s", c.S3DeleteBatch, MaxS3DeleteBatch)
 	}
 	if c.RetryMin <= 0 {
 		bad("retry-min", "%s: must be positive", c.RetryMin)

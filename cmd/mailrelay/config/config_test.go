@@ -65,6 +65,8 @@ func TestLoadErrors(t *testing.T) {
 		{"short reply key", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY": "secret"}, "RELAY_REPLY_KEY"},
 		{"previous key alone", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_REPLY_KEY_PREVIOUS": strings.Repeat("k", 32)}, "without --reply-key"},
 		{"reply max age", []string{"--reply-max-age", "0s"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--reply-max-age"},
+		{"delete batch too long", []string{"--s3-delete-batch", "2m"}, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic}, "--s3-delete-batch"},
+		{"negative delete batch", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_S3_DELETE_BATCH": "-1s"}, "--s3-delete-batch"},
 		{"bad configuration set", nil, map[string]string{"RELAY_SNS_TOPIC_ARNS": topic, "RELAY_SES_CONFIGURATION_SET": "relay.feedback"}, "--ses-configuration-set"},
 	}
 	for _, tt := range tests {

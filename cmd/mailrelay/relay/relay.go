@@ -101,8 +101,12 @@ type run struct {
 	inbound  *http.Server
 	pool     *mailproc.Pool
 	sqs      *sqsintake.Queue // nil unless --intake has sqs
-	hup      chan os.Signal
-	fatal    chan error
+	// objects is the S3 client the workers use; deletes batches its
+	// deletes (nil with --s3-delete-batch 0), closed after the workers.
+	objects mailproc.ObjectStore
+	deletes *awsclient.BatchedS3
+	hup     chan os.Signal
+	fatal   chan error
 	// intakeActive counts the SNS deliveries being handled; the workers
 	// give way to them when the CPU is short.
 	intakeActive func() int64 // the spool failed closed (Options.OnFatal)
@@ -162,6 +166,18 @@ func (r *run) start(ctx context.Context, awsOverride *awsclient.Options) error {
 	clients, err := awsclient.New(ctx, r.awsOptions(awsOverride))
 	if err != nil {
 		return fmt.Errorf("aws clients: %w", err)
+	}
+	r.objects = clients.S3
+	if cfg.DeleteS3Objects && cfg.S3DeleteBatch > 0 {
+		b := clients.S3.BatchDeletes(cfg.S3DeleteBatch, 0)
+		r.objects, r.deletes = b, b
+		// Registered before the workers, so it runs after they stopped;
+		// after a drain it has nothing left to do.
+		r.onStop(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = b.Close(sctx)
+		})
 	}
 	h, verifier, err := r.intake(s)
 	if err != nil {
@@ -360,7 +376,7 @@ func (r *run) startWorkers(ctx context.Context, q mailproc.Queue, clients *awscl
 	pool, err := mailproc.New(mailproc.Config{
 		Workers:      cfg.Workers,
 		Queue:        q,
-		Objects:      clients.S3,
+		Objects:      r.objects,
 		Sender:       clients.SES,
 		Aliases:      r.aliases.resolver,
 		AliasEvents:  r.aliases.counter,
@@ -427,7 +443,8 @@ func (r *run) serveUntil(ctx context.Context) error {
 
 // drain answers readiness and new deliveries 503, lets the deliveries in
 // progress finish, then gives the workers the rest of the grace period to
-// finish what they hold. What was started is stopped afterwards by
+// finish what they hold, and the batched S3 deletes what is left of the
+// grace to send their last batch. What was started is stopped afterwards by
 // stopAll, in reverse order: workers, admin, inbound, spool, health.
 func (r *run) drain() {
 	grace := r.cfg.ShutdownTimeout
@@ -441,5 +458,10 @@ func (r *run) drain() {
 	}
 	if err := r.pool.Stop(gctx); err != nil {
 		r.log.Warn("workers did not finish in time; their entries stay in the spool", "err", err)
+	}
+	if r.deletes != nil {
+		if err := r.deletes.Close(gctx); err != nil {
+			r.log.Warn("batched S3 deletes not finished; the lifecycle expiry removes the rest", "err", err)
+		}
 	}
 }
