@@ -2,7 +2,6 @@ package awsclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -12,8 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 const (
@@ -87,29 +84,11 @@ func (c *S3) BatchDeletes(interval time.Duration, queueSize int) *BatchedS3 {
 		done:       make(chan struct{}),
 		base:       base,
 		cancelBase: cancel,
-		notDeleted: notDeletedCounter(c.dep.timer.metrics),
+		notDeleted: c.dep.timer.metrics.S3ObjectsNotDeleted,
 		log:        c.dep.log,
 	}
 	go b.run()
 	return b
-}
-
-// notDeletedCounter is mailrelay_s3_objects_not_deleted_total, registered
-// once per metrics set.
-func notDeletedCounter(m *telemetry.Metrics) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "mailrelay_s3_objects_not_deleted_total",
-		Help: "S3 objects of finished mail that batched deletes gave up on (two DeleteObjects failed for them, or shutdown came first); the bucket's lifecycle expiry removes them",
-	})
-	if err := m.Registry.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if ec, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return ec
-			}
-		}
-	}
-	return c
 }
 
 // Delete queues the object for the next batch and returns nil. After

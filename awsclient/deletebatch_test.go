@@ -21,7 +21,7 @@ import (
 const never = time.Hour
 
 func notDeleted(m *telemetry.Metrics) float64 {
-	return testutil.ToFloat64(notDeletedCounter(m))
+	return testutil.ToFloat64(m.S3ObjectsNotDeleted)
 }
 
 // TestBatchedDeletesFake: against gofakes3, objects queued by Delete are

@@ -46,6 +46,7 @@ type Metrics struct {
 	InFlightBytes        prometheus.Gauge
 	HealthRequests       *prometheus.HistogramVec // path
 	SQSMessages          *prometheus.CounterVec   // outcome, reason: the SQS intake
+	S3ObjectsNotDeleted  prometheus.Counter       // batched deletes given up on
 
 	// queue computes mailrelay_queue_messages, _queue_bytes,
 	// _queue_oldest_age_seconds and _deadletter_messages when scraped.
@@ -107,11 +108,16 @@ func NewMetrics() *Metrics {
 			Name: "mailrelay_sqs_messages_total",
 			Help: "Messages received from the SQS intake queue, by what the intake did with them.",
 		}, []string{"outcome", "reason"}),
+		S3ObjectsNotDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailrelay_s3_objects_not_deleted_total",
+			Help: "S3 objects of finished mail that batched deletes gave up on (two DeleteObjects failed for them, or shutdown came first); the bucket's lifecycle expiry removes them.",
+		}),
 	}
 	r.MustRegister(
 		m.ExternalCallDuration, m.InboundRequests, m.AckDuration, m.queue,
 		m.BreakerState, m.Messages,
 		m.Panics, m.ProcessDuration, m.InFlightBytes, m.HealthRequests, m.SQSMessages,
+		m.S3ObjectsNotDeleted,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
