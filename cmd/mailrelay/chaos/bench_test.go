@@ -91,7 +91,7 @@ func BenchmarkPacedBinary(b *testing.B) {
 	stop := make(chan struct{})
 	syncs := make(chan []time.Duration, 1)
 	go func() {
-		sy, err := relaytest.ProbeSync(filepath.Join(dir, "fdatasync-probe"), stop)
+		sy, err := relaytest.ProbeSync(dir, stop)
 		if err != nil {
 			b.Error(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,7 +53,7 @@ func BenchmarkIntakePaced(b *testing.B) {
 	stop := make(chan struct{})
 	syncs := make(chan []time.Duration, 1)
 	go func() {
-		sy, err := relaytest.ProbeSync(filepath.Join(h.Env.Dir, "fdatasync-probe"), stop)
+		sy, err := relaytest.ProbeSync(h.Env.Dir, stop)
 		if err != nil {
 			b.Error(err)
 		}

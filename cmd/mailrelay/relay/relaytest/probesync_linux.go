@@ -3,16 +3,25 @@ package relaytest
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 )
 
 // ProbeSync measures the disk's own sync latency while a benchmark runs
-// beside it: every 2 ms it overwrites 4 KiB of the file at path (1 MiB,
-// created and removed by it) and fdatasyncs it, as the spool's commits do,
-// until stop is closed; it returns the sorted latencies of the syncs.
-func ProbeSync(path string, stop <-chan struct{}) ([]time.Duration, error) {
+// beside it: every 2 ms it overwrites 4 KiB of a file (1 MiB) in a
+// directory of its own under dir and fdatasyncs it, as the spool's commits
+// do, until stop is closed; it returns the sorted latencies of the syncs.
+// (A directory of its own: the relay watches the directory of its alias
+// file, and a write every 2 ms there would cost the relay CPU.)
+func ProbeSync(dir string, stop <-chan struct{}) ([]time.Duration, error) {
+	pdir, err := os.MkdirTemp(dir, "fdatasync-probe-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(pdir)
+	path := filepath.Join(pdir, "probe")
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
