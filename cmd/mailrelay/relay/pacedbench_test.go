@@ -21,7 +21,7 @@ import (
 // through the S3 and SES stand-ins on the same cores. Latency is counted
 // from the time each delivery was due, so a stall delays the ones behind it
 // (no coordinated omission). Beside it a prober writes 4 KiB and fdatasyncs
-// a file in the spool's directory every 2 ms: the disk's own sync latency
+// a file in the spool's directory every 5 ms: the disk's own sync latency
 // in the same run. Reported: ack p50/p99, the fdatasync p50/p99, and CPU
 // per mail: cpu-us/mail is the whole process's user+system CPU from the
 // first delivery until the last mail reached SES, ÷ mails (it includes the
