@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"mime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-message/mail"
 
 	"github.com/mailrelay/mailrelay/mailproc/failure"
 	"github.com/mailrelay/mailrelay/mailproc/mailtest"
@@ -171,4 +174,60 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkHeaderPath)
+}
+
+// formatAddressRef is formatAddress as it was before it wrote the quoted
+// name and the address with one allocation.
+func formatAddressRef(name, addr string) string {
+	var a string
+	if isSimpleAddr(addr) {
+		a = "<" + addr + ">"
+	} else {
+		a = (&mail.Address{Address: addr}).String()
+	}
+	if name == "" {
+		return a
+	}
+	ascii, qSafe := true, true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 0x80:
+			ascii = false
+		case c < ' ' || c == 0x7f:
+			ascii, qSafe = false, false
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte(" !*+-/", c) >= 0:
+		default:
+			qSafe = false
+		}
+	}
+	if ascii {
+		var b strings.Builder
+		b.WriteByte('"')
+		for i := 0; i < len(name); i++ {
+			if name[i] == '"' || name[i] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(name[i])
+		}
+		b.WriteString(`" `)
+		b.WriteString(a)
+		return b.String()
+	}
+	if qSafe {
+		return mime.QEncoding.Encode("utf-8", name) + " " + a
+	}
+	return mime.BEncoding.Encode("utf-8", name) + " " + a
+}
+
+func FuzzFormatAddress(f *testing.F) {
+	for _, s := range [][2]string{{"", "a@b.example"}, {"Al \"x\" \\ b", "a@b.example"}, {"Jürgen", "j@b.example"},
+		{"a,b", "a b@c.example"}, {"", "\"q\"@b"}, {"x\x01", "a@b"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, addr string) {
+		if got, want := formatAddress(name, addr), formatAddressRef(name, addr); got != want {
+			t.Fatalf("formatAddress(%q, %q) = %q, was %q", name, addr, got, want)
+		}
+	})
 }

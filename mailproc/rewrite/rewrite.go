@@ -393,17 +393,23 @@ func (st *state) edit(res *Result, p Params, suffix string) []byte {
 		}
 	}
 
-	// The original sender.
+	// The original sender: parseMailboxes, without its allocations for
+	// the common single mailbox fastMailbox reads (fromOne alone).
 	var fromAddrs []*mail.Address
+	var fromOne mail.Address // the first mailbox
+	parsed := false
 	if fromIdx >= 0 {
 		raw := st.value(st.fields[fromIdx])
-		addrs, err := parseMailboxes(raw)
-		if err == nil && len(addrs) > 0 {
-			fromAddrs = addrs
-			res.OriginalFrom = addrs[0].Address
-			name := addrs[0].Name
+		if name, addr, ok := fastMailbox(raw); ok {
+			fromOne, parsed = mail.Address{Name: name, Address: addr}, true
+		} else if addrs, err := mail.ParseAddressList(raw); err == nil && len(addrs) > 0 {
+			fromAddrs, fromOne, parsed = addrs, *addrs[0], true
+		}
+		if parsed {
+			res.OriginalFrom = fromOne.Address
+			name := fromOne.Name
 			if strings.TrimSpace(name) == "" {
-				name = addrs[0].Address
+				name = fromOne.Address
 			}
 			res.OriginalName = sanitize(name, maxNameRunes)
 		} else {
@@ -421,8 +427,12 @@ func (st *state) edit(res *Result, p Params, suffix string) []byte {
 	if replyToIdx >= 0 {
 		res.ReplyTo = st.value(st.fields[replyToIdx])
 		res.ReplyToKept = true
-	} else if len(fromAddrs) > 0 {
-		res.ReplyTo = formatList(fromAddrs)
+	} else if parsed {
+		if fromAddrs != nil {
+			res.ReplyTo = formatList(fromAddrs)
+		} else {
+			res.ReplyTo = formatAddress(sanitize(fromOne.Name, maxNameRunes), fromOne.Address) // formatList of one
+		}
 		if !safeValue(res.ReplyTo) {
 			res.ReplyTo = "" // cannot happen with formatAddress; never write it if it does
 		}
