@@ -261,9 +261,9 @@ func checkParams(p Params) (suffix string, err error) {
 
 // field is one raw header field in state.hdr.
 type field struct {
-	start, end int // raw bytes, line endings and continuation lines included
-	colon      int // index of the ':' ending the name
-	nameLen    int // length of the name, trailing blanks trimmed
+	start, end int    // raw bytes, line endings and continuation lines included
+	colon      int    // index of the ':' ending the name
+	nameLen    int    // length of the name, trailing blanks trimmed
 	kind       uint16 // classify's answer for the name
 	fact       fact   // what the name tells Facts
 	action     action
@@ -282,10 +282,10 @@ const (
 // state is the per-call scratch space, pooled: the bufio.Reader and byte
 // buffers are reused between messages.
 type state struct {
-	rd     bytes.Reader // Examine's source
-	br     *bufio.Reader
-	hdr    []byte  // the raw header block, separator included
-	sep    int     // start of the separator line in hdr
+	rd      bytes.Reader // Examine's source
+	br      *bufio.Reader
+	hdr     []byte  // the raw header block, separator included
+	sep     int     // start of the separator line in hdr
 	fields  []field // fields of hdr, in order
 	out     []byte  // the rewritten header block
 	scratch []byte  // unfolded values (value)

@@ -221,4 +221,3 @@ func classifyFact(name []byte) (uint16, fact) {
 func hasPrefixFold(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
-
