@@ -282,7 +282,6 @@ const (
 // state is the per-call scratch space, pooled: the bufio.Reader and byte
 // buffers are reused between messages.
 type state struct {
-	rd      bytes.Reader // Examine's source
 	br      *bufio.Reader
 	hdr     []byte  // the raw header block, separator included
 	sep     int     // start of the separator line in hdr
@@ -310,7 +309,6 @@ func getState(src io.Reader) *state {
 // large header so the pool does not pin them.
 func putState(st *state) {
 	st.br.Reset(nil)
-	st.rd.Reset(nil)
 	const maxKeep = 64 << 10
 	if cap(st.hdr) > maxKeep {
 		st.hdr = make([]byte, 0, 4096)
