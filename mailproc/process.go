@@ -170,11 +170,15 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 		res.err = failure.Permanentf(failure.ReasonMessageTooLarge, "mail is %d bytes, limit %d", len(raw), p.cfg.Policy.MaxMessageBytes)
 		return res
 	}
-	// Mail that would loop is not forwarded (see loopReason).
-	if reason, err := loopReason(raw, groups); err != nil {
+	// The header block is split once, for the loop checks and every copy.
+	hdr, err := rewrite.Parse(raw)
+	if err != nil {
 		res.err = err
 		return res
-	} else if reason != "" {
+	}
+	defer hdr.Release()
+	// Mail that would loop is not forwarded (see loopReason).
+	if reason := loopReason(hdr.Facts(), groups); reason != "" {
 		p.cleanup(ctx, n, log)
 		res.outcome, res.reason = telemetry.MsgDropped, reason
 		return res
@@ -200,7 +204,7 @@ func (p *Pool) process(ctx context.Context, e spool.Entry, log *slog.Logger) res
 			continue // sent by an earlier attempt
 		}
 		buf.Reset()
-		if err := p.rewriteCopy(buf, raw, g, tags, log); err != nil {
+		if err := p.rewriteCopy(buf, hdr, g, tags, log); err != nil {
 			res.err = err
 			return res
 		}
@@ -259,7 +263,8 @@ func loopMarker(alias string) string {
 	return strings.ToLower(alias[strings.LastIndexByte(alias, '@')+1:])
 }
 
-// loopReason returns why raw must not be forwarded as ordinary mail, or "":
+// loopReason returns why the mail whose header block says f must not be
+// forwarded as ordinary mail, or "":
 //
 //   - failure.ReasonLoop: it carries the loop marker one of the copies would
 //     get (it went through this relay before: a destination forwards back
@@ -271,27 +276,23 @@ func loopMarker(alias string) string {
 //   - failure.ReasonAutoSubmitted: Auto-Submitted says it is automatic.
 //
 // Forwarding any of these can loop: the copy of a bounce bounces again, an
-// auto-reply answers an auto-reply. A header rewrite would refuse gives its
-// error (permanent malformed_mail).
-func loopReason(raw []byte, groups []group) (failure.Reason, error) {
-	f, err := rewrite.Examine(raw)
-	if err != nil {
-		return "", err
-	}
+// auto-reply answers an auto-reply. (A header block rewrite would refuse
+// fails rewrite.Parse before: permanent malformed_mail.)
+func loopReason(f rewrite.Facts, groups []group) failure.Reason {
 	for _, g := range groups {
 		if f.HasLoopMarker(loopMarker(g.alias)) {
-			return failure.ReasonLoop, nil
+			return failure.ReasonLoop
 		}
 	}
 	switch {
 	case f.NullSender:
-		return failure.ReasonEmptySender, nil
+		return failure.ReasonEmptySender
 	case f.DeliveryReport:
-		return failure.ReasonDeliveryReport, nil
+		return failure.ReasonDeliveryReport
 	case f.IsAutoSubmitted():
-		return failure.ReasonAutoSubmitted, nil
+		return failure.ReasonAutoSubmitted
 	}
-	return "", nil
+	return ""
 }
 
 // allInvalid reports whether every dropped recipient was invalid or a

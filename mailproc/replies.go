@@ -58,12 +58,12 @@ func (p *Pool) routeReply(ctx context.Context, rcpt, source string) (group, fail
 	return group{alias: r.Alias, forwardTo: []string{a.Sender}, replyFrom: source}, "", nil
 }
 
-// rewriteCopy writes into buf the copy of raw that g sends: a reply, or a
+// rewriteCopy writes into buf the copy of the mail (split header h) that g sends: a reply, or a
 // forward (with a reply address when replies are on, and the subject tag
 // of tags).
-func (p *Pool) rewriteCopy(buf *bytes.Buffer, raw []byte, g group, tags []failure.Reason, log *slog.Logger) error {
+func (p *Pool) rewriteCopy(buf *bytes.Buffer, h *rewrite.Header, g group, tags []failure.Reason, log *slog.Logger) error {
 	if g.replyFrom != "" {
-		_, err := rewrite.Reply(buf, bytes.NewReader(raw), rewrite.ReplyParams{Alias: g.alias, To: g.forwardTo[0], Destination: g.replyFrom})
+		_, err := h.Reply(buf, rewrite.ReplyParams{Alias: g.alias, To: g.forwardTo[0], Destination: g.replyFrom})
 		return err
 	}
 	params := rewrite.Params{
@@ -86,7 +86,7 @@ func (p *Pool) rewriteCopy(buf *bytes.Buffer, raw []byte, g group, tags []failur
 			return addr, true
 		}
 	}
-	_, err := rewrite.Rewrite(buf, bytes.NewReader(raw), params)
+	_, err := h.Rewrite(buf, params)
 	return err
 }
 

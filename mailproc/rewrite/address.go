@@ -114,16 +114,18 @@ func boolInt(b bool) int {
 // Address.String Q-encodes names with a backslash, which its own parser then
 // rejects.)
 func formatAddress(name, addr string) string {
-	var a string
-	if isSimpleAddr(addr) {
-		a = "<" + addr + ">"
-	} else {
+	simple := isSimpleAddr(addr)
+	var a string // the address as written, when not simple (the simple one is "<" + addr + ">")
+	if !simple {
 		a = (&mail.Address{Address: addr}).String() // local part quoted as needed
 	}
 	if name == "" {
+		if simple {
+			return "<" + addr + ">"
+		}
 		return a
 	}
-	ascii, qSafe := true, true
+	ascii, qSafe, quotes := true, true, 0
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
@@ -134,11 +136,15 @@ func formatAddress(name, addr string) string {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte(" !*+-/", c) >= 0:
 		default:
 			qSafe = false
+			if c == '"' || c == '\\' {
+				quotes++
+			}
 		}
 	}
 	if ascii {
+		// One allocation: the quoted name and the address written together.
 		var b strings.Builder
-		b.Grow(len(name) + len(a) + 3)
+		b.Grow(len(name) + quotes + len(addr) + len(a) + 5)
 		b.WriteByte('"')
 		for i := 0; i < len(name); i++ {
 			if name[i] == '"' || name[i] == '\\' {
@@ -147,13 +153,23 @@ func formatAddress(name, addr string) string {
 			b.WriteByte(name[i])
 		}
 		b.WriteString(`" `)
-		b.WriteString(a)
+		if simple {
+			b.WriteByte('<')
+			b.WriteString(addr)
+			b.WriteByte('>')
+		} else {
+			b.WriteString(a)
+		}
 		return b.String()
 	}
+	enc := mime.BEncoding
 	if qSafe {
-		return mime.QEncoding.Encode("utf-8", name) + " " + a
+		enc = mime.QEncoding
 	}
-	return mime.BEncoding.Encode("utf-8", name) + " " + a
+	if simple {
+		return enc.Encode("utf-8", name) + " <" + addr + ">"
+	}
+	return enc.Encode("utf-8", name) + " " + a
 }
 
 // atext marks the RFC 5322 atext characters (printable ASCII except

@@ -1,7 +1,7 @@
 package rewrite
 
 import (
-	"errors"
+	"bytes"
 	"mime"
 	"strings"
 )
@@ -47,66 +47,83 @@ func (f Facts) HasLoopMarker(marker string) bool {
 // (so it accepts and rejects the same mail; errors are those of Rewrite:
 // failure.Permanent(failure.ReasonMalformedMail) for a broken header) and
 // returns its Facts. Only the first Return-Path, Auto-Submitted and
-// Content-Type count, as only they would be kept by a reader.
+// Content-Type count, as only they would be kept by a reader. It is Parse
+// then Header.Facts: a caller that also rewrites the mail parses it once.
 func Examine(raw []byte) (Facts, error) {
-	st := getState(nil)
-	st.rd.Reset(raw) // the pooled reader: nothing allocated per mail
-	st.br.Reset(&st.rd)
-	defer putState(st)
-	if err := st.readHeader(maxHeaderBytes); err != nil {
-		if errors.Is(err, errHeaderTooLarge) {
-			return Facts{}, malformed("header block larger than %d bytes", maxHeaderBytes)
-		}
+	h, err := Parse(raw)
+	if err != nil {
 		return Facts{}, err
 	}
+	defer h.Release()
+	return h.Facts(), nil
+}
+
+// facts reads the Facts of the split header block.
+func (st *state) facts() Facts {
 	var f Facts
 	var seenRP, seenAS, seenCT bool
 	for _, fl := range st.fields {
-		name := st.hdr[fl.start : fl.start+fl.nameLen]
 		switch {
-		case !seenRP && strings.EqualFold(string(name), "Return-Path"):
+		case fl.fact == factNone:
+		case fl.fact == factReturnPath && !seenRP:
 			seenRP = true
-			v := strings.Map(func(r rune) rune {
-				if r == ' ' || r == '\t' {
-					return -1
-				}
-				return r
-			}, st.value(fl))
-			f.NullSender = v == "<>"
-		case !seenAS && strings.EqualFold(string(name), "Auto-Submitted"):
+			st.scratch = st.appendValue(st.scratch[:0], fl)
+			f.NullSender = isNullPath(st.scratch)
+		case fl.fact == factAutoSubmitted && !seenAS:
 			seenAS = true
 			v := strings.ToLower(st.value(fl))
 			if i := strings.IndexAny(v, "; \t("); i >= 0 {
 				v = v[:i]
 			}
 			f.AutoSubmitted = v
-		case !seenCT && strings.EqualFold(string(name), "Content-Type"):
+		case fl.fact == factContentType && !seenCT:
 			seenCT = true
-			f.DeliveryReport = isDeliveryReport(st.value(fl))
-		case strings.EqualFold(string(name), LoopHeader):
+			st.scratch = st.appendValue(st.scratch[:0], fl)
+			f.DeliveryReport = isDeliveryReportValue(st.scratch)
+		case fl.fact == factLoop:
 			f.LoopMarkers = append(f.LoopMarkers, strings.ToLower(st.value(fl)))
 		}
 	}
-	return f, nil
+	return f
+}
+
+// isNullPath reports whether v is "<>" once every blank is removed.
+func isNullPath(v []byte) bool {
+	n := 0
+	for _, c := range v {
+		switch {
+		case c == ' ' || c == '\t':
+			continue
+		case n == 0 && c == '<', n == 1 && c == '>':
+			n++
+		default:
+			return false
+		}
+	}
+	return n == 2
 }
 
 // isDeliveryReport reports whether a Content-Type value is a delivery
 // status notification. A value mime cannot parse (duplicate parameters,
 // stray bytes) is judged on its media type and a report-type parameter
 // found by a plain search, so that a sloppy bounce is still recognised.
-func isDeliveryReport(v string) bool {
+func isDeliveryReport(v string) bool { return isDeliveryReportValue([]byte(v)) }
+
+// isDeliveryReportValue is isDeliveryReport on the value's bytes, without
+// allocating for the common case.
+func isDeliveryReportValue(v []byte) bool {
 	// The common case first, without parsing: an ASCII media type that is
 	// none of the three (mime and the plain search both take the text
 	// before ';', trimmed and lower-cased, as the media type).
-	if base, _, _ := strings.Cut(v, ";"); isASCII(base) {
-		switch base = strings.TrimSpace(base); {
-		case strings.EqualFold(base, "message/delivery-status"), strings.EqualFold(base, "message/global-delivery-status"),
-			strings.EqualFold(base, "multipart/report"):
+	if base, _, _ := bytes.Cut(v, []byte(";")); isASCII(base) {
+		switch base = bytes.TrimSpace(base); {
+		case bytes.EqualFold(base, []byte("message/delivery-status")), bytes.EqualFold(base, []byte("message/global-delivery-status")),
+			bytes.EqualFold(base, []byte("multipart/report")):
 		default:
 			return false
 		}
 	}
-	return parseDeliveryReport(v)
+	return parseDeliveryReport(string(v))
 }
 
 // parseDeliveryReport is isDeliveryReport without the shortcut.
@@ -134,7 +151,7 @@ func parseDeliveryReport(v string) bool {
 	return false
 }
 
-func isASCII(s string) bool {
+func isASCII(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false

@@ -50,13 +50,8 @@ const maxScrubDepth = 8
 //
 // Errors are those of Rewrite.
 func Reply(dst io.Writer, src io.Reader, p ReplyParams) (Result, error) {
-	for _, a := range []string{p.Alias, p.To} {
-		if err := checkAlias(a); err != nil {
-			return Result{}, err
-		}
-	}
-	if p.Destination == "" || !safeValue(p.Destination) {
-		return Result{}, fmt.Errorf("rewrite: invalid destination %q", p.Destination)
+	if err := checkReply(p); err != nil {
+		return Result{}, err
 	}
 	st := getState(src)
 	defer putState(st)
@@ -83,7 +78,25 @@ func Reply(dst io.Writer, src io.Reader, p ReplyParams) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("read body: %w", err)
 	}
+	return st.reply(dst, body, p)
+}
 
+// checkReply checks the addresses of p.
+func checkReply(p ReplyParams) error {
+	for _, a := range []string{p.Alias, p.To} {
+		if err := checkAlias(a); err != nil {
+			return err
+		}
+	}
+	if p.Destination == "" || !safeValue(p.Destination) {
+		return fmt.Errorf("rewrite: invalid destination %q", p.Destination)
+	}
+	return nil
+}
+
+// reply writes the reply copy of the split header st.hdr and body to dst.
+// body is not modified.
+func (st *state) reply(dst io.Writer, body []byte, p ReplyParams) (Result, error) {
 	var res Result
 	res.From = formatAddress("", p.Alias)
 	out := st.editReply(&res, p)
@@ -125,7 +138,7 @@ func (st *state) editReply(res *Result, p ReplyParams) []byte {
 	for _, f := range st.fields {
 		name := st.hdr[f.start : f.start+f.nameLen]
 		raw := st.hdr[f.start:f.end]
-		k := classify(name)
+		k := f.kind
 		dup := k&singleKinds != 0 && seen&k != 0
 		seen |= k & singleKinds
 		switch {

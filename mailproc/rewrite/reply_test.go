@@ -157,6 +157,7 @@ func FuzzReply(f *testing.F) {
 	f.Add([]byte(multipartReply))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=o\n\n--o\n\nbob.real@example.com\n--o--\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		checkHeaderPath(t, in) // Parse and Header.Reply give the same
 		var out bytes.Buffer
 		if _, err := Reply(&out, bytes.NewReader(in), replyParams()); err != nil {
 			return

@@ -21,6 +21,13 @@
 // reads lines with bufio.ReadLine and appends "\r\n"), which would change
 // kept fields of LF-only mail; the split here accepts and rejects the same
 // header blocks as textproto.ReadHeader (the tests compare the two).
+//
+// Rewrite and Reply read the mail from a reader. For a mail held in memory,
+// Parse splits the header block once, in place, and the Header it returns
+// serves the loop checks (Header.Facts) and every copy (Header.Rewrite,
+// Header.Reply, byte for byte the same as Rewrite and Reply), the body
+// written from the mail itself: one header pass and one copy of the body
+// per copy sent.
 package rewrite
 
 import (
@@ -184,18 +191,9 @@ type Result struct {
 // reading src or writing dst are returned unclassified (transient). After an
 // error dst may hold a partial message and must be discarded.
 func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
-	if err := checkAlias(p.Alias); err != nil {
+	suffix, err := checkParams(p)
+	if err != nil {
 		return Result{}, err
-	}
-	if err := checkMarker(p.LoopMarker); err != nil {
-		return Result{}, err
-	}
-	if err := checkTag(p.SubjectTag); err != nil {
-		return Result{}, err
-	}
-	suffix := p.DisplaySuffix
-	if suffix == "" {
-		suffix = DefaultDisplaySuffix
 	}
 
 	st := getState(src)
@@ -244,11 +242,30 @@ func Rewrite(dst io.Writer, src io.Reader, p Params) (Result, error) {
 	return res, nil
 }
 
+// checkParams checks p and returns the display suffix to use.
+func checkParams(p Params) (suffix string, err error) {
+	if err := checkAlias(p.Alias); err != nil {
+		return "", err
+	}
+	if err := checkMarker(p.LoopMarker); err != nil {
+		return "", err
+	}
+	if err := checkTag(p.SubjectTag); err != nil {
+		return "", err
+	}
+	if p.DisplaySuffix == "" {
+		return DefaultDisplaySuffix, nil
+	}
+	return p.DisplaySuffix, nil
+}
+
 // field is one raw header field in state.hdr.
 type field struct {
-	start, end int // raw bytes, line endings and continuation lines included
-	colon      int // index of the ':' ending the name
-	nameLen    int // length of the name, trailing blanks trimmed
+	start, end int    // raw bytes, line endings and continuation lines included
+	colon      int    // index of the ':' ending the name
+	nameLen    int    // length of the name, trailing blanks trimmed
+	kind       uint16 // classify's answer for the name
+	fact       fact   // what the name tells Facts
 	action     action
 }
 
@@ -265,12 +282,12 @@ const (
 // state is the per-call scratch space, pooled: the bufio.Reader and byte
 // buffers are reused between messages.
 type state struct {
-	rd     bytes.Reader // Examine's source
-	br     *bufio.Reader
-	hdr    []byte  // the raw header block, separator included
-	sep    int     // start of the separator line in hdr
-	fields []field // fields of hdr, in order
-	out    []byte  // the rewritten header block
+	br      *bufio.Reader
+	hdr     []byte  // the raw header block, separator included
+	sep     int     // start of the separator line in hdr
+	fields  []field // fields of hdr, in order
+	out     []byte  // the rewritten header block
+	scratch []byte  // unfolded values (value)
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -292,7 +309,6 @@ func getState(src io.Reader) *state {
 // large header so the pool does not pin them.
 func putState(st *state) {
 	st.br.Reset(nil)
-	st.rd.Reset(nil)
 	const maxKeep = 64 << 10
 	if cap(st.hdr) > maxKeep {
 		st.hdr = make([]byte, 0, 4096)
@@ -302,6 +318,9 @@ func putState(st *state) {
 	}
 	if cap(st.fields) > 1024 {
 		st.fields = make([]field, 0, 32)
+	}
+	if cap(st.scratch) > maxKeep {
+		st.scratch = nil
 	}
 	st.hdr, st.out, st.fields = st.hdr[:0], st.out[:0], st.fields[:0]
 	statePool.Put(st)
@@ -313,160 +332,17 @@ func malformed(format string, args ...any) error {
 	return failure.Permanent(failure.ReasonMalformedMail, fmt.Errorf(format, args...))
 }
 
-// readHeader reads the header block, separator line included, into st.hdr
-// and splits it into fields. It follows textproto.ReadHeader: a line
-// starting with a blank continues the previous field (and may not come
-// first), every other line needs a ':' after a name of printable ASCII; the
-// block ends at an empty line ("\r\n" or "\n").
-func (st *state) readHeader(limit int) error {
-	for {
-		lineStart := len(st.hdr)
-		line, err := st.br.ReadSlice('\n')
-		st.hdr = append(st.hdr, line...)
-		for errors.Is(err, bufio.ErrBufferFull) && len(st.hdr) <= limit {
-			line, err = st.br.ReadSlice('\n')
-			st.hdr = append(st.hdr, line...)
-		}
-		if len(st.hdr) > limit {
-			return errHeaderTooLarge
-		}
-		if errors.Is(err, io.EOF) {
-			if len(st.hdr) == 0 {
-				return malformed("empty message")
-			}
-			return malformed("no header/body separator")
-		}
-		if err != nil {
-			return fmt.Errorf("read header: %w", err)
-		}
-		l := st.hdr[lineStart:]
-		switch {
-		case len(l) == 1 || len(l) == 2 && l[0] == '\r':
-			st.sep = lineStart
-			return nil
-		case l[0] == ' ' || l[0] == '\t':
-			if len(st.fields) == 0 {
-				return malformed("header starts with a continuation line")
-			}
-			st.fields[len(st.fields)-1].end = len(st.hdr)
-			continue
-		}
-		colon := bytes.IndexByte(l, ':')
-		if colon < 0 {
-			return malformed("header line without colon: %q", truncate(l))
-		}
-		n := colon
-		for n > 0 && (l[n-1] == ' ' || l[n-1] == '\t') {
-			n--
-		}
-		for _, c := range l[:n] {
-			if c < '!' || c > '~' {
-				return malformed("invalid header field name: %q", truncate(l[:n]))
-			}
-		}
-		st.fields = append(st.fields, field{start: lineStart, end: len(st.hdr), colon: lineStart + colon, nameLen: n})
-	}
-}
-
-func truncate(b []byte) string {
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
-}
-
-// Kinds of header fields the rewrite cares about. The single-instance ones
-// double as bits in a "seen" mask.
-const (
-	kindOther uint16 = 0
-	kindDrop  uint16 = 1 << iota
-	kindFrom
-	kindReplyTo
-	kindDate
-	kindTo
-	kindCc
-	kindMessageID
-	kindInReplyTo
-	kindReferences
-	kindSubject
-	kindMIMEVersion
-	kindContentType
-	kindContentTransferEncoding
-	kindAnnotation // OriginalFromHeader, AliasHeader: dropped when annotating
-)
-
-const singleKinds = kindFrom | kindReplyTo | kindDate | kindTo | kindCc | kindMessageID | kindInReplyTo | kindReferences | kindSubject |
-	kindMIMEVersion | kindContentType | kindContentTransferEncoding
-
-// classify maps a field name to its kind, case-insensitively and without
-// allocating.
-func classify(name []byte) uint16 {
-	if len(name) == 0 {
-		return kindDrop
-	}
-	var buf [32]byte
-	if len(name) > len(buf) {
-		if hasPrefixFold(name, "x-ses-") {
-			return kindDrop
-		}
-		return kindOther
-	}
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	lower := buf[:len(name)]
-	switch string(lower) {
-	case "from":
-		return kindFrom
-	case "reply-to":
-		return kindReplyTo
-	case "date":
-		return kindDate
-	case "to":
-		return kindTo
-	case "cc":
-		return kindCc
-	case "message-id":
-		return kindMessageID
-	case "in-reply-to":
-		return kindInReplyTo
-	case "references":
-		return kindReferences
-	case "subject":
-		return kindSubject
-	case "mime-version":
-		return kindMIMEVersion
-	case "content-type":
-		return kindContentType
-	case "content-transfer-encoding":
-		return kindContentTransferEncoding
-	case "x-original-from", "x-mailrelay-alias":
-		return kindAnnotation
-	case "return-path", "sender", "bcc",
-		"dkim-signature", "domainkey-signature",
-		"arc-seal", "arc-message-signature", "arc-authentication-results",
-		"disposition-notification-to", "return-receipt-to", "x-confirm-reading-to":
-		return kindDrop
-	}
-	if bytes.HasPrefix(lower, []byte("x-ses-")) {
-		return kindDrop
-	}
-	return kindOther
-}
-
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
-}
-
 // value returns the unfolded value of f: continuation line breaks removed
 // with the blanks around them collapsed to one space, as textproto does.
 func (st *state) value(f field) string {
+	st.scratch = st.appendValue(st.scratch[:0], f)
+	return string(st.scratch)
+}
+
+// appendValue appends the unfolded value of f (see value) to b.
+func (st *state) appendValue(b []byte, f field) []byte {
 	v := st.hdr[f.colon+1 : f.end]
-	var b strings.Builder
-	b.Grow(len(v))
+	start := len(b)
 	for len(v) > 0 {
 		i := bytes.IndexByte(v, '\n')
 		var l []byte
@@ -480,12 +356,12 @@ func (st *state) value(f field) string {
 		if len(l) == 0 {
 			continue
 		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
+		if len(b) > start {
+			b = append(b, ' ')
 		}
-		b.Write(l)
+		b = append(b, l...)
 	}
-	return b.String()
+	return b
 }
 
 // edit decides the fate of every field and returns the new header block.
@@ -494,7 +370,7 @@ func (st *state) edit(res *Result, p Params, suffix string) []byte {
 	fromIdx, replyToIdx, subjectIdx := -1, -1, -1
 	for i := range st.fields {
 		f := &st.fields[i]
-		k := classify(st.hdr[f.start : f.start+f.nameLen])
+		k := f.kind
 		switch {
 		case k == kindDrop, k == kindAnnotation && p.Annotate:
 			f.action = drop
@@ -515,17 +391,23 @@ func (st *state) edit(res *Result, p Params, suffix string) []byte {
 		}
 	}
 
-	// The original sender.
+	// The original sender: parseMailboxes, without its allocations for
+	// the common single mailbox fastMailbox reads (fromOne alone).
 	var fromAddrs []*mail.Address
+	var fromOne mail.Address // the first mailbox
+	parsed := false
 	if fromIdx >= 0 {
 		raw := st.value(st.fields[fromIdx])
-		addrs, err := parseMailboxes(raw)
-		if err == nil && len(addrs) > 0 {
-			fromAddrs = addrs
-			res.OriginalFrom = addrs[0].Address
-			name := addrs[0].Name
+		if name, addr, ok := fastMailbox(raw); ok {
+			fromOne, parsed = mail.Address{Name: name, Address: addr}, true
+		} else if addrs, err := mail.ParseAddressList(raw); err == nil && len(addrs) > 0 {
+			fromAddrs, fromOne, parsed = addrs, *addrs[0], true
+		}
+		if parsed {
+			res.OriginalFrom = fromOne.Address
+			name := fromOne.Name
 			if strings.TrimSpace(name) == "" {
-				name = addrs[0].Address
+				name = fromOne.Address
 			}
 			res.OriginalName = sanitize(name, maxNameRunes)
 		} else {
@@ -543,8 +425,12 @@ func (st *state) edit(res *Result, p Params, suffix string) []byte {
 	if replyToIdx >= 0 {
 		res.ReplyTo = st.value(st.fields[replyToIdx])
 		res.ReplyToKept = true
-	} else if len(fromAddrs) > 0 {
-		res.ReplyTo = formatList(fromAddrs)
+	} else if parsed {
+		if fromAddrs != nil {
+			res.ReplyTo = formatList(fromAddrs)
+		} else {
+			res.ReplyTo = formatAddress(sanitize(fromOne.Name, maxNameRunes), fromOne.Address) // formatList of one
+		}
 		if !safeValue(res.ReplyTo) {
 			res.ReplyTo = "" // cannot happen with formatAddress; never write it if it does
 		}

@@ -635,6 +635,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add([]byte("\r\n"))
 	f.Add([]byte("From: \"a\\\" b\" <a@b>\nReply-To: x\n\nbody"))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		checkHeaderPath(t, in) // Parse and Header.Rewrite give the same
 		var out bytes.Buffer
 		res, err := Rewrite(&out, bytes.NewReader(in), Params{Alias: alias, LoopMarker: "relay.example.com"})
 		if err != nil {

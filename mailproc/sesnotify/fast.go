@@ -109,6 +109,9 @@ func (s *scanner) ws() {
 
 // peek returns the next non-blank byte (0 at the end).
 func (s *scanner) peek() byte {
+	if s.i < len(s.b) && s.b[s.i] > ' ' { // compact JSON: no blank to skip
+		return s.b[s.i]
+	}
 	s.ws()
 	if s.i == len(s.b) {
 		return 0
@@ -301,7 +304,7 @@ func (s *scanner) unknown(key []byte, names []string) bool {
 		}
 	}
 	for _, n := range names {
-		if strings.EqualFold(n, string(key)) {
+		if len(n) == len(key) && strings.EqualFold(n, string(key)) { // ASCII both: folding keeps the length
 			return false
 		}
 	}
@@ -588,7 +591,7 @@ func (s *scanner) headers(listed *bool) bool {
 		return true
 	}
 	for {
-		if s.peek() != '{' || !s.skip(2) {
+		if s.peek() != '{' || !s.header() {
 			return false
 		}
 		*listed = true
@@ -602,6 +605,31 @@ func (s *scanner) headers(listed *bool) bool {
 			return false
 		}
 	}
+}
+
+// header skips one element of a header list (at its '{'). The shape SES
+// writes, {"name":"...","value":"..."} without blanks, is matched byte by
+// byte, its two strings checked by string(); any other shape, or a string
+// string() refuses, is skipped (or refused) by skip from the start.
+func (s *scanner) header() bool {
+	const open, mid, end = `{"name":`, `,"value":`, `}`
+	start := s.i
+	if bytes.HasPrefix(s.b[s.i:], []byte(open)) {
+		s.i += len(open)
+		if s.i < len(s.b) && s.b[s.i] == '"' {
+			if _, _, _, ok := s.string(); ok && bytes.HasPrefix(s.b[s.i:], []byte(mid)) {
+				s.i += len(mid)
+				if s.i < len(s.b) && s.b[s.i] == '"' {
+					if _, _, _, ok := s.string(); ok && s.i < len(s.b) && s.b[s.i] == '}' {
+						s.i++
+						return true
+					}
+				}
+			}
+		}
+	}
+	s.i = start
+	return s.skip(2)
 }
 
 func (s *scanner) receipt(r *Receipt) bool {
