@@ -217,7 +217,7 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: cfg.Logger,
+	return &Pool{cfg: cfg, budget: newByteBudget(cfg.InFlightBytes, cfg.Metrics.InFlightBytes), log: mailLogger(cfg.Logger),
 		logs: cfg.Logger.Enabled(context.Background(), slog.LevelError)}, nil
 }
 
