@@ -1,7 +1,8 @@
 // Package admin is the operator's API: list the dead letters and redrive
 // them into the spool once the cause is fixed, hand over mail objects the
 // relay never heard of (POST /reconcile, by reference), and redeliver SNS
-// messages from the subscription's dead-letter queue (POST /sns/redrive).
+// messages from the subscription's dead-letter queue (POST /sns/redrive);
+// and Go's profiles of the running relay (GET /debug/pprof/...).
 //
 // It is served on its own listener and locked: every request carries the
 // bearer token (RELAY_ADMIN_TOKEN), or, when none is set, the listener is
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -139,6 +141,15 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Destinations != nil {
 		RegisterDestinations(a.mux, cfg.Destinations, a.log)
 	}
+	// Go's profiles (net/http/pprof), behind the same lock: where the CPU,
+	// memory and goroutines go in a running relay, e.g.
+	// curl -H "Authorization: Bearer $RELAY_ADMIN_TOKEN" -o cpu.pprof \
+	//   http://ADMIN/debug/pprof/profile?seconds=30; go tool pprof cpu.pprof
+	// The answers are pprof's own formats, not JSON.
+	a.handle("GET /debug/pprof/", 0, pprof.Index)
+	a.handle("GET /debug/pprof/profile", 0, pprof.Profile)
+	a.handle("GET /debug/pprof/trace", 0, pprof.Trace)
+	a.handle("GET /debug/pprof/symbol", 0, pprof.Symbol)
 	return a, nil
 }
 

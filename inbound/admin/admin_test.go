@@ -231,8 +231,12 @@ func TestGuard(t *testing.T) {
 		{name: "GET on a POST route", r: req{method: "GET", path: "/reconcile"}, code: 405, want: "method not allowed"},
 		{name: "DELETE dead letters", r: req{method: "DELETE", path: "/deadletters"}, code: 405},
 		{name: "PUT redrive", r: req{method: "PUT", path: "/deadletters/redrive", body: redrive}, code: 405},
-		{name: "unknown path", r: req{method: "GET", path: "/debug/pprof/"}, code: 404},
-		{name: "unknown path without token", r: req{method: "GET", path: "/debug/pprof/", header: auth("")}, code: 401},
+		{name: "unknown path", r: req{method: "GET", path: "/debug/vars"}, code: 404},
+		{name: "unknown path without token", r: req{method: "GET", path: "/debug/vars", header: auth("")}, code: 401},
+		{name: "profiles without the token", r: req{method: "GET", path: "/debug/pprof/heap", header: auth("")}, code: 401, want: "bearer token"},
+		{name: "CPU profile with a wrong token", r: req{method: "GET", path: "/debug/pprof/profile?seconds=1", header: auth("Bearer nope")}, code: 401},
+		{name: "profiles are GET only", r: req{method: "POST", path: "/debug/pprof/profile", body: "{}"}, code: 405},
+		{name: "profiles from another site", r: req{method: "GET", path: "/debug/pprof/heap", header: map[string]string{"Sec-Fetch-Site": "cross-site"}}, code: 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,6 +277,28 @@ func TestGuard(t *testing.T) {
 
 // TestNew: the API refuses to be built open on a listener that is not
 // loopback, or with a token too weak to be one.
+// TestProfiles: Go's profiles are served behind the lock (TestGuard has
+// the refusals), in pprof's formats.
+func TestProfiles(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		open bool
+		r    req
+		want string
+	}{
+		{name: "index", r: req{method: "GET", path: "/debug/pprof/"}, want: "goroutine"},
+		{name: "goroutines as text", r: req{method: "GET", path: "/debug/pprof/goroutine?debug=1"}, want: "goroutine profile:"},
+		{name: "open loopback listener", open: true, r: req{method: "GET", path: "/debug/pprof/goroutine?debug=1", host: "127.0.0.1:8082"}, want: "goroutine profile:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(newAPI(t, &fakeQueue{}, &fakeSNS{code: 200}, tt.open, nil), tt.r)
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), tt.want) {
+				t.Fatalf("%d %.300s, want 200 containing %q", w.Code, w.Body.String(), tt.want)
+			}
+		})
+	}
+}
+
 func TestNew(t *testing.T) {
 	q := &fakeQueue{}
 	for _, tt := range []struct {
