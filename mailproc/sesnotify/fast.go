@@ -26,16 +26,17 @@ import (
 // compares the two) without running it first, which cost as much as the
 // scan.
 func parseFast(b []byte) (*Notification, bool) {
-	s := scanner{b: b}
-	n := &Notification{}
-	ok := s.object(notificationFields, func(field int) bool {
+	a := &brief{}
+	s := scanner{b: b, slots: a.slots[:]}
+	n := &a.n
+	ok := s.object(&notificationFields, func(field int) bool {
 		switch field {
 		case 0: // notificationType
 			return s.str(&n.NotificationType)
 		case 1: // mail
 			return s.mail(&n.Mail)
 		case 2: // receipt
-			n.Receipt = &Receipt{}
+			n.Receipt = &a.r
 			return s.receipt(n.Receipt)
 		case 3: // content
 			return s.str(&n.Content)
@@ -54,6 +55,16 @@ func parseFast(b []byte) (*Notification, bool) {
 	return n, true
 }
 
+// brief holds what parseFast allocates but for the kept strings, in one
+// allocation: the notification, its receipt (used only when there is one),
+// and slots for the elements of short string lists (mail.destination and
+// receipt.recipients usually hold one address each).
+type brief struct {
+	n     Notification
+	r     Receipt
+	slots [2]string
+}
+
 // scanValid reports whether b is one JSON value, by the scanner's grammar
 // (json.Valid's but for nesting deeper than maxDepth).
 func scanValid(b []byte) bool {
@@ -67,12 +78,46 @@ func scanValid(b []byte) bool {
 
 // The fields parseFast reads, by object (encoding/json's names).
 var (
-	notificationFields = []string{"notificationType", "mail", "receipt", "content", "bounce", "complaint"}
-	mailFields         = []string{"timestamp", "source", "sourceArn", "sourceIp", "sendingAccountId", "messageId", "destination", "headersTruncated", "headers"}
-	receiptFields      = []string{"timestamp", "processingTimeMillis", "recipients", "spamVerdict", "virusVerdict", "spfVerdict", "dkimVerdict", "dmarcVerdict", "dmarcPolicy", "action"}
-	actionFields       = []string{"type", "topicArn", "bucketName", "objectKeyPrefix", "objectKey", "encoding"}
-	verdictFields      = []string{"status"}
+	notificationFields = newFieldSet("notificationType", "mail", "receipt", "content", "bounce", "complaint")
+	mailFields         = newFieldSet("timestamp", "source", "sourceArn", "sourceIp", "sendingAccountId", "messageId", "destination", "headersTruncated", "headers")
+	receiptFields      = newFieldSet("timestamp", "processingTimeMillis", "recipients", "spamVerdict", "virusVerdict", "spfVerdict", "dkimVerdict", "dmarcVerdict", "dmarcPolicy", "action")
+	actionFields       = newFieldSet("type", "topicArn", "bucketName", "objectKeyPrefix", "objectKey", "encoding")
+	verdictFields      = newFieldSet("status")
 )
+
+// fieldSet is an object's field names (at most 32, each shorter than
+// maxNameLen) with, for each length, the set of names of that length: a
+// key is compared only with the names as long as it (none, for most keys
+// of the objects skipped, one for most others).
+type fieldSet struct {
+	names []string
+	byLen [maxNameLen]uint32
+}
+
+const maxNameLen = 32
+
+func newFieldSet(names ...string) fieldSet {
+	fs := fieldSet{names: names}
+	for i, n := range names {
+		fs.byLen[len(n)] |= 1 << i
+	}
+	return fs
+}
+
+// field returns the index of the name equal to key, or -1; and the set of
+// names as long as key.
+func (fs *fieldSet) field(key []byte) (int, uint32) {
+	if len(key) >= maxNameLen {
+		return -1, 0
+	}
+	same := fs.byLen[len(key)]
+	for m := same; m != 0; m &= m - 1 {
+		if f := bits.TrailingZeros32(m); fs.names[f] == string(key) {
+			return f, same
+		}
+	}
+	return -1, same
+}
 
 // maxDepth bounds the nesting the scanner skips; deeper documents go to
 // encoding/json (whose own limit is 10000).
@@ -88,6 +133,8 @@ type scanner struct {
 	spans [24]span
 	ns    int
 	str0  string
+	// slots are where string lists go while they fit (brief.slots).
+	slots []string
 }
 
 // span is a kept string b[start:end], for *dst.
@@ -237,7 +284,7 @@ func (s *scanner) literal(word string) bool {
 // object consumes an object whose fields are names (at most 32), calling
 // member with the index of each one present, the scanner at its value;
 // member consumes the value or returns false. Other members are skipped.
-func (s *scanner) object(names []string, member func(field int) bool) bool {
+func (s *scanner) object(names *fieldSet, member func(field int) bool) bool {
 	if s.peek() != '{' {
 		return false
 	}
@@ -262,16 +309,10 @@ func (s *scanner) object(names []string, member func(field int) bool) bool {
 		}
 		s.i++
 		s.ws()
-		field := -1
-		for f, n := range names {
-			if n == string(key) {
-				field = f
-				break
-			}
-		}
+		field, same := names.field(key)
 		switch {
 		case field < 0:
-			if !s.unknown(key, names) {
+			if !s.unknown(key, names, same) {
 				return false
 			}
 		case seen&(1<<field) != 0:
@@ -297,14 +338,15 @@ func (s *scanner) object(names []string, member func(field int) bool) bool {
 // unknown skips the value of a key that is none of names, and refuses one
 // that matches a name but for case (encoding/json matches names without
 // regard to case) or holds a non-ASCII byte (case folding beyond ASCII).
-func (s *scanner) unknown(key []byte, names []string) bool {
+// same is the set of names as long as key (fieldSet.field).
+func (s *scanner) unknown(key []byte, names *fieldSet, same uint32) bool {
 	for _, c := range key {
 		if c >= utf8.RuneSelf {
 			return false
 		}
 	}
-	for _, n := range names {
-		if len(n) == len(key) && strings.EqualFold(n, string(key)) { // ASCII both: folding keeps the length
+	for m := same; m != 0; m &= m - 1 { // ASCII both: folding keeps the length
+		if strings.EqualFold(names.names[bits.TrailingZeros32(m)], string(key)) {
 			return false
 		}
 	}
@@ -480,7 +522,11 @@ func (s *scanner) strings(v *[]string) bool {
 		case ']':
 			s.i++
 			if l == nil {
-				l = make([]string, s.ns-first)
+				if k := s.ns - first; k <= len(s.slots) {
+					l, s.slots = s.slots[:k:k], s.slots[k:]
+				} else {
+					l = make([]string, k)
+				}
 				for i := range l {
 					s.spans[first+i].dst = &l[i]
 				}
@@ -555,7 +601,7 @@ func (s *scanner) boolean(v *bool) bool {
 }
 
 func (s *scanner) mail(m *Mail) bool {
-	return s.object(mailFields, func(field int) bool {
+	return s.object(&mailFields, func(field int) bool {
 		switch field {
 		case 0: // timestamp
 			return s.timestamp(&m.Timestamp)
@@ -633,7 +679,7 @@ func (s *scanner) header() bool {
 }
 
 func (s *scanner) receipt(r *Receipt) bool {
-	return s.object(receiptFields, func(field int) bool {
+	return s.object(&receiptFields, func(field int) bool {
 		switch field {
 		case 0: // timestamp
 			return s.timestamp(&r.Timestamp)
@@ -661,11 +707,11 @@ func (s *scanner) receipt(r *Receipt) bool {
 }
 
 func (s *scanner) verdict(v *Verdict) bool {
-	return s.object(verdictFields, func(int) bool { return s.str(&v.Status) })
+	return s.object(&verdictFields, func(int) bool { return s.str(&v.Status) })
 }
 
 func (s *scanner) action(a *Action) bool {
-	return s.object(actionFields, func(field int) bool {
+	return s.object(&actionFields, func(field int) bool {
 		switch field {
 		case 0: // type
 			return s.str(&a.Type)
