@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -66,17 +67,34 @@ func appendField(out []byte, name, value, eol string) []byte {
 }
 
 // needsRepair reports whether the raw field f holds a bare CR, or, when the
-// header uses CRLF, a line ending in a bare LF.
+// header uses CRLF, a line ending in a bare LF. (Line breaks are found with
+// bytes.IndexByte and counted with bytes.Count, not byte by byte: every
+// kept field of every copy is checked.)
 func needsRepair(f []byte, crlf bool) bool {
-	for i, c := range f {
-		switch {
-		case c == '\r' && (i+1 == len(f) || f[i+1] != '\n'):
-			return true
-		case c == '\n' && crlf && (i == 0 || f[i-1] != '\r'):
-			return true
+	if !crlf { // only a CR not followed by LF
+		for i := 0; ; i++ {
+			j := bytes.IndexByte(f[i:], '\r')
+			if j < 0 {
+				return false
+			}
+			if i += j; i+1 == len(f) || f[i+1] != '\n' {
+				return true
+			}
 		}
 	}
-	return false
+	// Every LF preceded by a CR, and no other CR.
+	pairs := 0
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(f[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i += j; i == 0 || f[i-1] != '\r' {
+			return true
+		}
+		pairs++
+	}
+	return bytes.Count(f, []byte{'\r'}) != pairs
 }
 
 // appendRepaired appends the raw field f with every bare CR made a space
