@@ -33,7 +33,7 @@ func receivedInline(sesID string, mail []byte, recipients []string) string {
 func BenchmarkIntake(b *testing.B) {
 	for _, senders := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
-			h := newHarness(b, nil)
+			h := newBenchHarness(b)
 			bodies := make([][]byte, b.N)
 			for i := range bodies {
 				id := fmt.Sprintf("bench-%d-%d", senders, i)

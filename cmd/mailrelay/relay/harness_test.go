@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/mailrelay/mailrelay/awsclient/fakes"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/config"
 	"github.com/mailrelay/mailrelay/cmd/mailrelay/relay/relaytest"
 )
@@ -25,6 +26,19 @@ type harness = relaytest.Harness
 func newHarness(t testing.TB, mutate func(*config.Config)) *harness {
 	t.Helper()
 	return relaytest.Start(t, relaytest.Options{Config: mutate})
+}
+
+// benchSendRate is the SES stand-in's sending quota in the benchmarks:
+// an account far above their rates ("fast SES"), so that the relay's pace
+// (which keeps to the account's MaxSendRate, 1,000/s by default in the
+// stand-in) does not bound how fast the workers drain.
+const benchSendRate = 50000
+
+// newBenchHarness is newHarness for a benchmark: the SES stand-in's quota
+// is benchSendRate.
+func newBenchHarness(b *testing.B) *harness {
+	b.Helper()
+	return relaytest.Start(b, relaytest.Options{SES: fakes.SESOptions{Quota: fakes.Quota{MaxSendRate: benchSendRate}}})
 }
 
 // receivedS3 is the JSON of the Received notification (every verdict PASS)

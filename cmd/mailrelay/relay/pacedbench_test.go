@@ -34,7 +34,7 @@ import (
 // Run: go test -run '^$' -bench IntakePaced -benchtime 30000x ./cmd/mailrelay/relay
 func BenchmarkIntakePaced(b *testing.B) {
 	const rate = 2000
-	h := newHarness(b, nil)
+	h := newBenchHarness(b)
 	mail := bytes.Repeat([]byte("x"), 5<<10)
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
