@@ -127,7 +127,9 @@ func TestAdminHostile(t *testing.T) {
 		{"oversize", "POST", "/reconcile", js(nil), `{"bucket":"` + strings.Repeat("b", 100<<10) + `"}`, 413, ""},
 		{"unknown field", "POST", "/deadletters/redrive", js(nil), `{"all":true,"purge":true}`, 400, "unknown field"},
 		{"wrong method", "GET", "/reconcile", js(nil), "", 405, ""},
-		{"unknown path", "GET", "/debug/pprof/", js(nil), "", 404, ""},
+		{"unknown path", "GET", "/debug/vars", js(nil), "", 404, ""},
+		{"profiles without token", "GET", "/debug/pprof/heap", nil, "", 401, ""},
+		{"CPU profile with a wrong token", "GET", "/debug/pprof/profile?seconds=1", map[string]string{"Authorization": "Bearer " + strings.Repeat("x", len(adminToken))}, "", 401, ""},
 		{"forged SNS redrive", "POST", "/sns/redrive", js(nil), string(forged), 403, "bad_signature"},
 		{"SNS redrive of a confirmation", "POST", "/sns/redrive", js(nil), string(signer.SubscriptionConfirmation(topic, "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")), 400, "not_a_notification"},
 	}
