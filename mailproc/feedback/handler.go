@@ -216,6 +216,9 @@ func truncate(s string, n int) string {
 // Metrics are the feedback metrics.
 type Metrics struct {
 	Feedback *prometheus.CounterVec // mailrelay_feedback_total{type, action}
+	// RefreshFailures is mailrelay_feedback_refresh_failures_total: Run's
+	// reloads of the state (and flushes of the daily counts) that failed.
+	RefreshFailures prometheus.Counter
 }
 
 // NewMetrics creates the feedback metrics on reg, every series at 0.
@@ -230,6 +233,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			panic(err)
 		}
 		m.Feedback = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	m.RefreshFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mailrelay_feedback_refresh_failures_total",
+		Help: "Reloads of the SES feedback state (and flushes of the daily send counts) that failed; checks use the last state until it is --feedback-refresh old, then wait for the store.",
+	})
+	if err := reg.Register(m.RefreshFailures); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(err)
+		}
+		m.RefreshFailures = are.ExistingCollector.(prometheus.Counter)
 	}
 	for _, t := range []string{TypeBounce, TypeComplaint, TypeDelivery} {
 		m.Feedback.WithLabelValues(t, ActionIgnored)

@@ -159,6 +159,9 @@ func (h *Handler) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			if err := h.Refresh(ctx); err != nil && ctx.Err() == nil {
+				if h.o.Metrics != nil {
+					h.o.Metrics.RefreshFailures.Inc()
+				}
 				h.o.Logger.Warn("feedback: refreshing the state failed; checks use the last one until it is "+h.o.Refresh.String()+" old", "err", err)
 			}
 		}

@@ -2,10 +2,14 @@ package feedback_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliasdb"
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
@@ -231,5 +235,31 @@ func TestViewConcurrentSends(t *testing.T) {
 	}
 	if got, _ := h.Check(ctx, "news@relay.example.com", []string{"bob@example.org"}, true); got != failure.ReasonDailyCap {
 		t.Errorf("at the cap: Check = %q", got)
+	}
+}
+
+// failingLoad is a store whose loads fail.
+type failingLoad struct{ feedback.Store }
+
+func (failingLoad) Load(context.Context, time.Time, time.Time, string) (feedback.State, error) {
+	return feedback.State{}, errors.New("store down")
+}
+
+// Run counts the refreshes that fail (mailrelay_feedback_refresh_failures_total).
+func TestRunCountsFailedRefreshes(t *testing.T) {
+	table, store := fixture(t)
+	m := feedback.NewMetrics(prometheus.NewRegistry())
+	h := feedback.NewHandler(feedback.Options{Store: failingLoad{store}, Aliases: table, Refresh: 2 * time.Millisecond, Metrics: m})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(m.RefreshFailures) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := testutil.ToFloat64(m.RefreshFailures); n < 2 {
+		t.Errorf("refresh failures counted: %v, want at least 2", n)
 	}
 }
