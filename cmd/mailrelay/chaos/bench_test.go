@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -95,48 +94,18 @@ func BenchmarkPacedBinary(b *testing.B) {
 	url := "http://" + r.inbound + "/sns"
 	pid := r.cmd.Process.Pid
 
-	stop := make(chan struct{})
-	syncs := make(chan []time.Duration, 1)
-	go func() {
-		sy, err := relaytest.ProbeSync(dir, stop)
-		if err != nil {
-			b.Error(err)
-		}
-		syncs <- sy
-	}()
-
-	lat := make([]time.Duration, b.N)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
+	stopProbe := relaytest.StartProbeSync(dir)
 	relay0, err := procCPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	self0 := selfCPU()
+	self0, _ := relaytest.ProcessCPU()
 	ack0, err := r.histogram("mailrelay_ack_duration_seconds")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	start := time.Now()
-	for i := range b.N {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-		time.Sleep(time.Until(due))
-		wg.Go(func() {
-			resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			lat[i] = time.Since(due)
-			if resp.StatusCode != http.StatusOK {
-				failed.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	lat, failed := relaytest.PostPaced(client, url, bodies, rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := st.ses.WaitSent(ctx, b.N); err != nil {
@@ -147,26 +116,22 @@ func BenchmarkPacedBinary(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	self1 := selfCPU()
+	self1, _ := relaytest.ProcessCPU()
 	ack1, err := r.histogram("mailrelay_ack_duration_seconds")
 	if err != nil {
 		b.Fatal(err)
 	}
-	close(stop)
-	sy := <-syncs
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d of %d deliveries not acknowledged", f, b.N)
+	sy, err := stopProbe()
+	if err != nil {
+		b.Error(err)
+	}
+	if failed > 0 {
+		b.Fatalf("%d of %d deliveries not acknowledged", failed, b.N)
 	}
 	if got := countIDs(st.ses.Sent()); got != b.N {
 		b.Fatalf("%d distinct mails forwarded, want %d", got, b.N)
 	}
-	slices.Sort(lat)
-	b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
-	b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
-	if len(sy) > 0 {
-		b.ReportMetric(quantileMS(sy, 0.50), "fdatasync-p50-ms")
-		b.ReportMetric(quantileMS(sy, 0.99), "fdatasync-p99-ms")
-	}
+	relaytest.ReportLatencies(b, lat, sy)
 	served := ack1.minus(ack0)
 	b.ReportMetric(served.quantile(0.50)*1000, "served-p50-ms")
 	b.ReportMetric(served.quantile(0.99)*1000, "served-p99-ms")
@@ -175,11 +140,6 @@ func BenchmarkPacedBinary(b *testing.B) {
 	if hwm, err := procHWM(pid); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "relay-rss-peak-MiB")
 	}
-}
-
-// quantileMS is the q-quantile of sorted d in milliseconds.
-func quantileMS(d []time.Duration, q float64) float64 {
-	return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000
 }
 
 // clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
@@ -223,15 +183,6 @@ func procHWM(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
-}
-
-// selfCPU is this process's user+system CPU time so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // histogram is a Prometheus histogram as scraped: cumulative counts per

@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,64 +46,28 @@ func BenchmarkIntakePaced(b *testing.B) {
 	// SNS gives up on a delivery after 15 s by default; so does this.
 	client.Timeout = 15 * time.Second
 
-	stop := make(chan struct{})
-	syncs := make(chan []time.Duration, 1)
-	go func() {
-		sy, err := relaytest.ProbeSync(h.Env.Dir, stop)
-		if err != nil {
-			b.Error(err)
-		}
-		syncs <- sy
-	}()
-
-	lat := make([]time.Duration, b.N)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	cpu0, cpuOK := processCPU()
+	stopProbe := relaytest.StartProbeSync(h.Env.Dir)
+	cpu0, cpuOK := relaytest.ProcessCPU()
 	stopProfile := relayCPU()
 	defer stopProfile()
 	b.ResetTimer()
-	start := time.Now()
-	for i := range b.N {
-		due := start.Add(time.Duration(i) * time.Second / rate)
-		time.Sleep(time.Until(due))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			lat[i] = time.Since(due)
-			if resp.StatusCode != http.StatusOK {
-				failed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	lat, failed := relaytest.PostPaced(client, url, bodies, rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := h.SES.WaitSent(ctx, b.N); err != nil {
 		b.Fatalf("forwarded %d of %d: %v", len(h.SES.Sent()), b.N, err)
 	}
 	b.StopTimer()
-	cpu1, cpuOK1 := processCPU()
+	cpu1, cpuOK1 := relaytest.ProcessCPU()
 	relayCPU, gcCPU, profOK := stopProfile()
-	close(stop)
-	sy := <-syncs
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d of %d deliveries not acknowledged", f, b.N)
+	sy, err := stopProbe()
+	if err != nil {
+		b.Error(err)
 	}
-	slices.Sort(lat)
-	b.ReportMetric(pct(lat, 0.50), "p50-ms")
-	b.ReportMetric(pct(lat, 0.99), "p99-ms")
-	if len(sy) > 0 {
-		b.ReportMetric(pct(sy, 0.50), "fdatasync-p50-ms")
-		b.ReportMetric(pct(sy, 0.99), "fdatasync-p99-ms")
+	if failed > 0 {
+		b.Fatalf("%d of %d deliveries not acknowledged", failed, b.N)
 	}
+	relaytest.ReportLatencies(b, lat, sy)
 	if cpuOK && cpuOK1 {
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/mail")
 	}
@@ -115,9 +75,4 @@ func BenchmarkIntakePaced(b *testing.B) {
 		b.ReportMetric(float64(relayCPU.Microseconds())/float64(b.N), "relay-cpu-us/mail")
 		b.ReportMetric(float64(gcCPU.Microseconds())/float64(b.N), "gc-cpu-us/mail")
 	}
-}
-
-// pct is the p-quantile of sorted d in milliseconds.
-func pct(d []time.Duration, p float64) float64 {
-	return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
 }

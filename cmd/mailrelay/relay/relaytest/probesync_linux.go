@@ -9,6 +9,27 @@ import (
 	"time"
 )
 
+// StartProbeSync measures the disk's own sync latency while a benchmark
+// runs beside it: ProbeSync in a goroutine until the returned stop is
+// called, which returns its answer.
+func StartProbeSync(dir string) (stop func() ([]time.Duration, error)) {
+	done := make(chan struct{})
+	type result struct {
+		syncs []time.Duration
+		err   error
+	}
+	out := make(chan result, 1)
+	go func() {
+		sy, err := ProbeSync(dir, done)
+		out <- result{sy, err}
+	}()
+	return func() ([]time.Duration, error) {
+		close(done)
+		r := <-out
+		return r.syncs, r.err
+	}
+}
+
 // ProbeSync measures the disk's own sync latency while a benchmark runs
 // beside it: every 5 ms (often enough for a p99 of a 15 s run, rarely
 // enough not to double the syncs the relay itself waits for) it overwrites
