@@ -166,6 +166,31 @@ func (s *scanner) peek() byte {
 	return s.b[s.i]
 }
 
+// open consumes the opening bracket of a container (at s.i) and, when the
+// container is empty, its closing end; empty reports that.
+func (s *scanner) open(end byte) (empty bool) {
+	s.i++
+	if s.peek() == end {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// more consumes what follows a member or element: a ',' (more) or the
+// container's closing end (not more); ok is false for anything else.
+func (s *scanner) more(end byte) (more, ok bool) {
+	switch s.peek() {
+	case ',':
+		s.i++
+		return true, true
+	case end:
+		s.i++
+		return false, true
+	}
+	return false, false
+}
+
 // special flags (high bit of each byte) the bytes of x a string scan must
 // stop at: '"', '\\', controls below 0x20 and non-ASCII. The lowest flagged
 // byte is exact (borrows only run upwards from a flagged byte).
@@ -288,9 +313,7 @@ func (s *scanner) object(names *fieldSet, member func(field int) bool) bool {
 	if s.peek() != '{' {
 		return false
 	}
-	s.i++
-	if s.peek() == '}' {
-		s.i++
+	if s.open('}') {
 		return true
 	}
 	var seen uint32
@@ -323,14 +346,8 @@ func (s *scanner) object(names *fieldSet, member func(field int) bool) bool {
 				return false
 			}
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.more('}'); !more {
+			return ok
 		}
 	}
 }
@@ -364,9 +381,7 @@ func (s *scanner) skip(depth int) bool {
 		if depth >= maxDepth {
 			return false
 		}
-		s.i++
-		if s.peek() == '}' {
-			s.i++
+		if s.open('}') {
 			return true
 		}
 		for {
@@ -380,37 +395,23 @@ func (s *scanner) skip(depth int) bool {
 			if !s.skip(depth + 1) {
 				return false
 			}
-			switch s.peek() {
-			case ',':
-				s.i++
-			case '}':
-				s.i++
-				return true
-			default:
-				return false
+			if more, ok := s.more('}'); !more {
+				return ok
 			}
 		}
 	case '[':
 		if depth >= maxDepth {
 			return false
 		}
-		s.i++
-		if s.peek() == ']' {
-			s.i++
+		if s.open(']') {
 			return true
 		}
 		for {
 			if !s.skip(depth + 1) {
 				return false
 			}
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
+			if more, ok := s.more(']'); !more {
+				return ok
 			}
 		}
 	case 't':
@@ -483,9 +484,7 @@ func (s *scanner) strings(v *[]string) bool {
 	if s.peek() != '[' {
 		return false
 	}
-	s.i++
-	if s.peek() == ']' {
-		s.i++
+	if s.open(']') {
 		*v = []string{}
 		return true
 	}
@@ -516,26 +515,25 @@ func (s *scanner) strings(v *[]string) bool {
 		default:
 			l = append(l, s.str0[start:end])
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			if l == nil {
-				if k := s.ns - first; k <= len(s.slots) {
-					l, s.slots = s.slots[:k:k], s.slots[k:]
-				} else {
-					l = make([]string, k)
-				}
-				for i := range l {
-					s.spans[first+i].dst = &l[i]
-				}
-			}
-			*v = l
-			return true
-		default:
+		more, ok := s.more(']')
+		if !ok {
 			return false
 		}
+		if more {
+			continue
+		}
+		if l == nil {
+			if k := s.ns - first; k <= len(s.slots) {
+				l, s.slots = s.slots[:k:k], s.slots[k:]
+			} else {
+				l = make([]string, k)
+			}
+			for i := range l {
+				s.spans[first+i].dst = &l[i]
+			}
+		}
+		*v = l
+		return true
 	}
 }
 

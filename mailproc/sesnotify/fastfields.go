@@ -35,9 +35,7 @@ func (s *scanner) headers(listed *bool) bool {
 	if s.peek() != '[' {
 		return false
 	}
-	s.i++
-	if s.peek() == ']' {
-		s.i++
+	if s.open(']') {
 		return true
 	}
 	for {
@@ -45,14 +43,8 @@ func (s *scanner) headers(listed *bool) bool {
 			return false
 		}
 		*listed = true
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.more(']'); !more {
+			return ok
 		}
 	}
 }
