@@ -27,21 +27,26 @@ func PostPaced(client *http.Client, url string, bodies [][]byte, rate int) (lat 
 		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		time.Sleep(time.Until(due))
 		wg.Go(func() {
-			resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(bodies[i]))
-			if err != nil {
+			if !PostOK(client, url, bodies[i]) {
 				nfailed.Add(1)
-				return
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
 			lat[i] = time.Since(due)
-			if resp.StatusCode != http.StatusOK {
-				nfailed.Add(1)
-			}
 		})
 	}
 	wg.Wait()
 	return lat, int(nfailed.Load())
+}
+
+// PostOK posts body to url as SNS does and reads the whole answer; it
+// reports whether the answer was a 200.
+func PostOK(client *http.Client, url string, body []byte) bool {
+	resp, err := client.Post(url, "text/plain; charset=UTF-8", bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // ReportLatencies reports the acknowledgements' p50/p99 (lat, sorted
