@@ -10,17 +10,24 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// memSpool opens a spool on an in-memory file system (no fsync cost),
+// closed when the benchmark ends.
+func memSpool(b *testing.B) *Spool {
+	s, err := Open("spool", Options{Logger: quietLogger(), fs: vfs.NewMem()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
 // BenchmarkLifecycleMem measures the CPU cost of one entry's whole life on
 // an in-memory file system (no fsync cost): Put, Next, MarkSent, Retry,
 // Next, DeadLetter, Redrive, Next, Complete. It isolates the code paths
 // of the state changes from the disk.
 func BenchmarkLifecycleMem(b *testing.B) {
 	payload := []byte(strings.Repeat("x", 2048))
-	s, err := Open("spool", Options{Logger: quietLogger(), fs: vfs.NewMem()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := memSpool(b)
 	ctx := context.Background()
 	must := func(err error) {
 		if err != nil {
@@ -60,11 +67,7 @@ func BenchmarkLifecycleMem(b *testing.B) {
 func BenchmarkWorkerBacklog(b *testing.B) {
 	const backlog = 4000
 	payload := []byte(strings.Repeat("x", 2048))
-	s, err := Open("spool", Options{Logger: quietLogger(), fs: vfs.NewMem()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := memSpool(b)
 	ctx := context.Background()
 	put := func(i int) {
 		if _, err := s.Put(ctx, Entry{ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), Payload: payload}); err != nil {
