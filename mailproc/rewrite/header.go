@@ -45,18 +45,8 @@ func Parse(raw []byte) (*Header, error) {
 
 // Release returns h's buffers for reuse; h must not be used afterwards.
 func (h *Header) Release() {
-	const maxKeep = 64 << 10
-	st := &h.st
-	if cap(st.out) > maxKeep {
-		st.out = make([]byte, 0, 4096)
-	}
-	if cap(st.fields) > 1024 {
-		st.fields = make([]field, 0, 32)
-	}
-	if cap(st.scratch) > maxKeep {
-		st.scratch = nil
-	}
-	st.hdr, st.sep, st.out, st.fields = nil, 0, st.out[:0], st.fields[:0]
+	h.st.shrink()
+	h.st.hdr, h.st.sep = nil, 0 // raw's, not a buffer of h's
 	h.raw, h.facts = nil, Facts{}
 	headerPool.Put(h)
 }

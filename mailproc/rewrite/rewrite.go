@@ -309,21 +309,30 @@ func getState(src io.Reader) *state {
 // large header so the pool does not pin them.
 func putState(st *state) {
 	st.br.Reset(nil)
-	const maxKeep = 64 << 10
-	if cap(st.hdr) > maxKeep {
+	if cap(st.hdr) > maxKeepBytes {
 		st.hdr = make([]byte, 0, 4096)
 	}
-	if cap(st.out) > maxKeep {
+	st.hdr = st.hdr[:0]
+	st.shrink()
+	statePool.Put(st)
+}
+
+// maxKeepBytes is the largest buffer a pooled state or Header keeps.
+const maxKeepBytes = 64 << 10
+
+// shrink empties st's output buffers, dropping those an unusually large
+// header grew, so that a pool does not pin them.
+func (st *state) shrink() {
+	if cap(st.out) > maxKeepBytes {
 		st.out = make([]byte, 0, 4096)
 	}
 	if cap(st.fields) > 1024 {
 		st.fields = make([]field, 0, 32)
 	}
-	if cap(st.scratch) > maxKeep {
+	if cap(st.scratch) > maxKeepBytes {
 		st.scratch = nil
 	}
-	st.hdr, st.out, st.fields = st.hdr[:0], st.out[:0], st.fields[:0]
-	statePool.Put(st)
+	st.out, st.fields = st.out[:0], st.fields[:0]
 }
 
 var errHeaderTooLarge = errors.New("header block too large")
