@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
 	"github.com/mailrelay/mailrelay/mailproc/failure"
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 // Defaults of Options.
@@ -227,24 +228,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "mailrelay_feedback_total",
 		Help: "SES feedback notifications handled, by type (Bounce, Complaint, Delivery) and action (paused, complaint, disabled, ignored, counted).",
 	}, []string{"type", "action"})}
-	if err := reg.Register(m.Feedback); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(err)
-		}
-		m.Feedback = are.ExistingCollector.(*prometheus.CounterVec)
-	}
+	telemetry.Register(reg, &m.Feedback)
 	m.RefreshFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mailrelay_feedback_refresh_failures_total",
 		Help: "Reloads of the SES feedback state (and flushes of the daily send counts) that failed; checks use the last state until it is --feedback-refresh old, then wait for the store.",
 	})
-	if err := reg.Register(m.RefreshFailures); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic(err)
-		}
-		m.RefreshFailures = are.ExistingCollector.(prometheus.Counter)
-	}
+	telemetry.Register(reg, &m.RefreshFailures)
 	for _, t := range []string{TypeBounce, TypeComplaint, TypeDelivery} {
 		m.Feedback.WithLabelValues(t, ActionIgnored)
 	}

@@ -2,12 +2,12 @@ package feedback
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailrelay/mailrelay/mailproc/aliases"
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 // StateMetrics are the gauges of what feedback holds back: paused
@@ -30,14 +30,8 @@ func NewStateMetrics(reg prometheus.Registerer) *StateMetrics {
 			Help: "Aliases (the alias file's and the managed ones) by state: enabled, disabled (by an operator or after complaints), block_promotional (refreshed every 30 s).",
 		}, []string{"state"}),
 	}
-	for _, c := range []prometheus.Collector{m.Paused, m.Aliases} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(err)
-			}
-		}
-	}
+	telemetry.Register(reg, &m.Paused)
+	telemetry.Register(reg, &m.Aliases)
 	for _, s := range []aliases.State{aliases.StateEnabled, aliases.StateDisabled, aliases.StateBlockPromotional} {
 		m.Aliases.WithLabelValues(string(s))
 	}

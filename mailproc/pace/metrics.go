@@ -1,9 +1,9 @@
 package pace
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailrelay/mailrelay/telemetry"
 )
 
 // Metrics are the pacer's metrics.
@@ -45,27 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sends SES answered with Throttling.",
 		}),
 	}
-	register(reg, &m.RateLimit)
-	register(reg, &m.MaxSendRate)
-	register(reg, &m.DailyQuotaUsed)
-	register(reg, &m.TokenWait)
-	register(reg, &m.Throttles)
+	telemetry.Register(reg, &m.RateLimit)
+	telemetry.Register(reg, &m.MaxSendRate)
+	telemetry.Register(reg, &m.DailyQuotaUsed)
+	telemetry.Register(reg, &m.TokenWait)
+	telemetry.Register(reg, &m.Throttles)
 	return m
-}
-
-// register registers *c on reg, or replaces it with the collector reg
-// already has under its name. Other errors are programming errors.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C) {
-	err := reg.Register(*c)
-	if err == nil {
-		return
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			*c = existing
-			return
-		}
-	}
-	panic(err)
 }
