@@ -95,15 +95,7 @@ func BenchmarkPacedBinary(b *testing.B) {
 	pid := r.cmd.Process.Pid
 
 	stopProbe := relaytest.StartProbeSync(dir)
-	relay0, err := procCPU(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	self0, _ := relaytest.ProcessCPU()
-	ack0, err := r.histogram("mailrelay_ack_duration_seconds")
-	if err != nil {
-		b.Fatal(err)
-	}
+	before := r.sample(b, pid)
 	b.ResetTimer()
 	lat, failed := relaytest.PostPaced(client, url, bodies, rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -112,15 +104,7 @@ func BenchmarkPacedBinary(b *testing.B) {
 		b.Fatalf("forwarded %d of %d: %v; log:\n%s", len(st.ses.Sent()), b.N, err, r.logTail())
 	}
 	b.StopTimer()
-	relay1, err := procCPU(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	self1, _ := relaytest.ProcessCPU()
-	ack1, err := r.histogram("mailrelay_ack_duration_seconds")
-	if err != nil {
-		b.Fatal(err)
-	}
+	after := r.sample(b, pid)
 	sy, err := stopProbe()
 	if err != nil {
 		b.Error(err)
@@ -132,14 +116,35 @@ func BenchmarkPacedBinary(b *testing.B) {
 		b.Fatalf("%d distinct mails forwarded, want %d", got, b.N)
 	}
 	relaytest.ReportLatencies(b, lat, sy)
-	served := ack1.minus(ack0)
+	served := after.acks.minus(before.acks)
 	b.ReportMetric(served.quantile(0.50)*1000, "served-p50-ms")
 	b.ReportMetric(served.quantile(0.99)*1000, "served-p99-ms")
-	b.ReportMetric(float64((relay1-relay0).Microseconds())/float64(b.N), "relay-cpu-us/mail")
-	b.ReportMetric(float64((self1-self0).Microseconds())/float64(b.N), "harness-cpu-us/mail")
+	b.ReportMetric(float64((after.relayCPU-before.relayCPU).Microseconds())/float64(b.N), "relay-cpu-us/mail")
+	b.ReportMetric(float64((after.selfCPU-before.selfCPU).Microseconds())/float64(b.N), "harness-cpu-us/mail")
 	if hwm, err := procHWM(pid); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "relay-rss-peak-MiB")
 	}
+}
+
+// benchSample is what BenchmarkPacedBinary reads before and after the
+// load: the relay's CPU time and acknowledgement histogram, and this
+// process's CPU time (the load generator's and the stand-ins').
+type benchSample struct {
+	relayCPU, selfCPU time.Duration
+	acks              histogram
+}
+
+func (r *relayProc) sample(b *testing.B, pid int) benchSample {
+	cpu, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acks, err := r.histogram("mailrelay_ack_duration_seconds")
+	if err != nil {
+		b.Fatal(err)
+	}
+	self, _ := relaytest.ProcessCPU()
+	return benchSample{relayCPU: cpu, selfCPU: self, acks: acks}
 }
 
 // clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
